@@ -1,0 +1,77 @@
+"""Causal self-attention: RoPE, SDPA (flash on GPU), optional sliding window, QK-norm, grouped KV heads."""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.config import ModelConfig
+
+
+def rope_tables(seqlen: int, head_dim: int, theta: float, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
+    """cos, sin: (seqlen, head_dim/2) for rotate-half RoPE (GPT-NeoX / Llama layout)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    freqs = torch.outer(torch.arange(seqlen, device=device, dtype=torch.float32), inv_freq)
+    return freqs.cos().to(dtype), freqs.sin().to(dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x: (b, l, heads, head_dim); cos, sin: (l, head_dim/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+@functools.lru_cache(maxsize=8)
+def sliding_window_mask(seqlen: int, window: int, device: torch.device) -> Tensor:
+    """(seqlen, seqlen) bool, True where query i may attend key j: 0 <= i - j < window."""
+    i = torch.arange(seqlen, device=device)
+    dist = i[:, None] - i[None, :]
+    return (dist >= 0) & (dist < window)
+
+
+def attention_math_reference(q: Tensor, k: Tensor, v: Tensor, window: Optional[int] = None) -> Tensor:
+    """softmax(q k^T / sqrt(d) + causal/window mask) v in float32, repeating KV heads. q: (b, h, l, d)."""
+    rep = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(rep, dim=1).float(), v.repeat_interleave(rep, dim=1).float()
+    s = q.float() @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    l = q.shape[2]
+    allowed = sliding_window_mask(l, window, q.device) if window else torch.ones(l, l, dtype=torch.bool, device=q.device).tril()
+    return (s.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).to(q.dtype)
+
+
+class Attention(nn.Module):
+    """x: (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
+
+    def __init__(self, cfg: ModelConfig, window: Optional[int] = None):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.window = window
+        self.wqkv = nn.Linear(cfg.d_model, (self.n_heads + 2 * self.n_kv_heads) * self.head_dim, bias=False)
+        self.wo = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=False)
+        self.wo.is_residual_out = True  # scaled init, see LM._init_weights
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        b, l, _ = x.shape
+        q, k, v = self.wqkv(x).split(
+            [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], dim=-1)
+        q = q.view(b, l, self.n_heads, self.head_dim)
+        k = k.view(b, l, self.n_kv_heads, self.head_dim)
+        v = v.view(b, l, self.n_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, heads, l, head_dim)
+        gqa = self.n_kv_heads != self.n_heads
+        if self.window is None or self.window >= l:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:  # a boolean mask rules out the flash kernel; SDPA picks the memory-efficient one on GPU
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(l, self.window, x.device),
+                                               enable_gqa=gqa)
+        return self.wo(y.transpose(1, 2).reshape(b, l, self.n_heads * self.head_dim))

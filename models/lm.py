@@ -1,0 +1,149 @@
+"""Decoder-only language model whose layers follow a pattern over mixers (attention, swa, mamba2).
+
+Each layer is a pre-norm residual block: x + mixer(norm(x)), then x + SwiGLU(norm(x)) (Llama / Olmo style).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.attention import Attention, rope_tables
+from models.config import ModelConfig, resolve_layers, validate
+from models.mamba2 import Mamba2
+
+
+class SwiGLU(nn.Module):
+    """x: (..., d) -> (..., d); hidden size cfg.ffn_dim (Shazeer 2020)."""
+
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.w_gate_up = nn.Linear(d, 2 * hidden, bias=False)
+        self.w_down = nn.Linear(hidden, d, bias=False)
+        self.w_down.is_residual_out = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w_gate_up(x).chunk(2, dim=-1)
+        return self.w_down(F.silu(gate) * up)
+
+
+def make_mixer(name: str, cfg: ModelConfig, layer_idx: int) -> nn.Module:
+    if name == "attention":
+        return Attention(cfg)
+    if name == "swa":
+        return Attention(cfg, window=cfg.window)
+    if name == "mamba2":
+        return Mamba2(cfg, layer_idx)
+    raise ValueError(f"unknown mixer {name!r}")  # unreachable after validate()
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, mixer: str, layer_idx: int):
+        super().__init__()
+        self.mixer_name = mixer
+        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mixer = make_mixer(mixer, cfg, layer_idx)
+        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.ffn_dim)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        h = self.norm1(x)
+        x = x + (self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h))
+        return x + self.mlp(self.norm2(x))
+
+
+class LM(nn.Module):
+    """input_ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        validate(cfg)
+        if cfg.vocab_size < 1:
+            raise ValueError("model.vocab_size: not set (it comes from the tokenizer)")
+        self.cfg = cfg
+        self.layer_types = resolve_layers(cfg)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, m, i) for i, m in enumerate(self.layer_types))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """N(0, init_std) for matrices; residual-output projections scaled by 1/sqrt(2 n_layers) (GPT-2)."""
+        std = self.cfg.init_std
+        if isinstance(module, nn.Linear):
+            scale = 1 / math.sqrt(2 * self.cfg.n_layers) if getattr(module, "is_residual_out", False) else 1.0
+            nn.init.normal_(module.weight, mean=0.0, std=std * scale)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        # Mamba2's A_log / dt_bias / D keep their own init; conv1d keeps PyTorch's default (as mamba-ssm)
+
+    # ---- forward passes ------------------------------------------------------------------------------
+    def hidden_states(self, input_ids: Tensor) -> Tensor:
+        """(b, l) -> final-normed hidden states (b, l, d_model)."""
+        x = self.embed(input_ids)
+        rope = rope_tables(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.norm(x)
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return self.lm_head(self.hidden_states(input_ids))
+
+    def loss(self, input_ids: Tensor, targets: Tensor) -> Tensor:
+        """Mean next-token cross-entropy over targets != -100 (the training loss). targets: (b, l)."""
+        logits = self(input_ids)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def token_losses(self, input_ids: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
+        """Per-token NLL (b, l), float32, without materialising (b, l, vocab) logits at once."""
+        h = self.hidden_states(input_ids)
+        return chunked_cross_entropy(h, self.lm_head.weight, targets, chunk_tokens)
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied weight once
+        if non_embedding:
+            n -= self.embed.weight.numel()
+            if not self.cfg.tie_embeddings:
+                n -= self.lm_head.weight.numel()
+        return n
+
+    def kernel_report(self) -> list[str]:
+        """One line per layer: the mixer and, for Mamba2, which implementation its last forward ran."""
+        lines = []
+        for i, b in enumerate(self.blocks):
+            if isinstance(b.mixer, Mamba2):
+                lines.append(f"layer {i:2d} mamba2    {b.mixer.path or 'not run yet'}")
+            else:
+                win = f" window={b.mixer.window}" if b.mixer.window else ""
+                lines.append(f"layer {i:2d} {b.mixer_name:9s} torch-sdpa{win}")
+        return lines
+
+
+def chunked_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
+    """Per-token cross-entropy of logits = hidden @ weight.T, computed `chunk_tokens` rows at a time.
+
+    hidden: (b, l, d); weight: (vocab, d); targets: (b, l) with -100 = ignore (loss 0). Returns (b, l) float32.
+    Peak memory is chunk_tokens x vocab floats instead of b x l x vocab."""
+    flat_h, flat_t = hidden.flatten(0, 1), targets.flatten()
+    out = torch.empty(flat_t.shape, dtype=torch.float32, device=hidden.device)
+    for s in range(0, flat_h.shape[0], chunk_tokens):
+        logits = (flat_h[s:s + chunk_tokens] @ weight.T).float()
+        out[s:s + chunk_tokens] = F.cross_entropy(logits, flat_t[s:s + chunk_tokens], ignore_index=-100,
+                                                  reduction="none")
+    return out.view_as(targets)
+
+
+def build_model(cfg: ModelConfig, vocab_size: Optional[int] = None) -> LM:
+    if vocab_size is not None:
+        cfg.vocab_size = vocab_size
+    return LM(cfg)
