@@ -1,29 +1,41 @@
 # tokengap: every target sets up what it needs on a fresh machine (virtual environment, data).
+# On a machine without network (the GPU machine), use its own Python instead of a venv:
+#   make <target> SYSTEM_PYTHON=python3     (carried wheels on PYTHONPATH: see scripts/reproduce_gpu.sh)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
+ifdef SYSTEM_PYTHON
+PY     := $(SYSTEM_PYTHON)
+STAMP  :=
+else
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+endif
 DATA   ?= tiny
+SEED   ?= 0
+ARCHS  ?= transformer hybrid recurrent
 ARGS   ?=
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test data train-transformer train-hybrid train-recurrent train-zoo figures bench clean
+.PHONY: help venv test data train-transformer train-hybrid train-recurrent train-zoo figures bench bench-cpu \
+        check-gpu gpu-carry reproduce-gpu clean
 
 help:
-	@echo "make train-hybrid    train the hybrid on the embedded tiny corpus (CPU, minutes)"
-	@echo "make test            run the test suite (creates .venv if missing)"
-	@echo "make data DATA=small build the embedded corpus (tiny|small|large)"
-	@echo "make train-zoo       train transformer, hybrid and recurrent with the same data order and seed"
-	@echo "make figures         regenerate figures and the HTML report from results/"
-	@echo "make bench           throughput benchmark (GPU machine)"
+	@echo "make train-hybrid      train the hybrid on the embedded tiny corpus (CPU, ~3.5 minutes)"
+	@echo "make test              run the test suite (creates .venv if missing)"
+	@echo "make data DATA=small   build an embedded corpus (tiny | small | large)"
+	@echo "make train-zoo         transformer, hybrid and recurrent with the same data order and seed"
+	@echo "make figures           regenerate figures and the HTML report from results/"
+	@echo "make bench             throughput vs reference implementations (GPU machine)"
+	@echo "make gpu-carry         prepare .whl/ and .carry/ for the offline GPU machine"
+	@echo "make reproduce-gpu     the GPU reproduction (on the GPU machine; SEED=0 ARCHS='...')"
 
 # The venv is (re)built when pyproject.toml changes. torch==2.13.0 is pinned: an unpinned torch pulls CUDA wheels.
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test]'
-	@touch $(STAMP)
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	@touch $@
 
 venv: $(STAMP)
 
@@ -42,10 +54,22 @@ train-zoo: $(STAMP)
 	for m in transformer hybrid recurrent; do $(PY) -m train model=$$m data=$(DATA) $(ARGS) || exit 1; done
 
 figures: $(STAMP)
-	$(PY) -m analysis figures
+	$(PY) -m analysis figures $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m scripts.bench $(ARGS)
+	$(PY) scripts/bench.py $(ARGS)
+
+bench-cpu: $(STAMP)
+	$(PY) scripts/bench.py --cpu
+
+check-gpu: $(STAMP)
+	$(PY) scripts/gpu_check.py $(ARGS)
+
+gpu-carry: $(STAMP)
+	bash scripts/gpu_carry.sh small
+
+reproduce-gpu: $(STAMP)
+	bash scripts/reproduce_gpu.sh $(SEED) $(ARCHS)
 
 clean:
-	rm -rf runs build/corpus
+	rm -rf runs

@@ -95,12 +95,12 @@ class LM(nn.Module):
             x = block(x, rope)
         return self.norm(x)
 
-    def forward(self, input_ids: Tensor) -> Tensor:
-        return self.lm_head(self.hidden_states(input_ids))
-
-    def loss(self, input_ids: Tensor, targets: Tensor) -> Tensor:
-        """Mean next-token cross-entropy over targets != -100 (the training loss). targets: (b, l)."""
-        logits = self(input_ids)
+    def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None) -> Tensor:
+        """Logits (b, l, vocab); or, with targets (b, l), the mean next-token cross-entropy over
+        targets != -100 (the training loss, computed in float32)."""
+        logits = self.lm_head(self.hidden_states(input_ids))
+        if targets is None:
+            return logits
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def token_losses(self, input_ids: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
@@ -129,18 +129,26 @@ class LM(nn.Module):
         return lines
 
 
-def chunked_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
-    """Per-token cross-entropy of logits = hidden @ weight.T, computed `chunk_tokens` rows at a time.
+def chunked_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_tokens: int = 8192,
+                          bias: Optional[Tensor] = None, return_correct: bool = False):
+    """Per-token cross-entropy of logits = hidden @ weight.T (+ bias), computed `chunk_tokens` rows at a time.
 
-    hidden: (b, l, d); weight: (vocab, d); targets: (b, l) with -100 = ignore (loss 0). Returns (b, l) float32.
+    hidden: (b, l, d); weight: (vocab, d); targets: (b, l) with -100 = ignore (loss 0). Returns loss (b, l)
+    float32, and with return_correct also (b, l) bool: the target is the arg-max logit.
     Peak memory is chunk_tokens x vocab floats instead of b x l x vocab."""
     flat_h, flat_t = hidden.flatten(0, 1), targets.flatten()
-    out = torch.empty(flat_t.shape, dtype=torch.float32, device=hidden.device)
+    loss = torch.empty(flat_t.shape, dtype=torch.float32, device=hidden.device)
+    correct = torch.empty(flat_t.shape, dtype=torch.bool, device=hidden.device) if return_correct else None
     for s in range(0, flat_h.shape[0], chunk_tokens):
         logits = (flat_h[s:s + chunk_tokens] @ weight.T).float()
-        out[s:s + chunk_tokens] = F.cross_entropy(logits, flat_t[s:s + chunk_tokens], ignore_index=-100,
-                                                  reduction="none")
-    return out.view_as(targets)
+        if bias is not None:
+            logits = logits + bias.float()
+        t = flat_t[s:s + chunk_tokens]
+        loss[s:s + chunk_tokens] = F.cross_entropy(logits, t, ignore_index=-100, reduction="none")
+        if correct is not None:
+            correct[s:s + chunk_tokens] = logits.argmax(-1) == t
+    loss = loss.view_as(targets)
+    return (loss, correct.view_as(targets)) if return_correct else loss
 
 
 def build_model(cfg: ModelConfig, vocab_size: Optional[int] = None) -> LM:

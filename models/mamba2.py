@@ -69,7 +69,7 @@ class Mamba2(nn.Module):
         ops = select_mamba2_ops(self.kernels, device)
         if self.path != ops.describe():
             self.path = ops.describe()
-            log.info("layer %d mamba2 on %s: %s", self.layer_idx, device.type, self.path)
+            log.debug("layer %d mamba2 on %s: %s", self.layer_idx, device.type, self.path)
         return ops
 
     def forward(self, u: Tensor) -> Tensor:

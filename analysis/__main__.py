@@ -1,0 +1,43 @@
+"""tokengap analysis command line.
+
+    python -m analysis score    ...   per-token losses of one model on the eval set  (analysis/score.py)
+    python -m analysis label    ...   category labels + filter masks for the eval set (analysis/labels.py)
+    python -m analysis compare  ...   gap tables, bootstrap CIs, regression          (analysis/compare.py)
+    python -m analysis figures  ...   every figure + the HTML report from results/   (analysis/figures.py)
+    python -m analysis probes   ...   synthetic probes: generate and score           (analysis/probes/)
+
+Each subcommand lives in its own module, which provides add_arguments(parser) and run(args).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "score": "analysis.score",
+    "label": "analysis.labels",
+    "compare": "analysis.compare",
+    "figures": "analysis.figures",
+    "probes": "analysis.probes.cli",
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(name, help=f"see {module}")
+        p.set_defaults(module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    args = parser.parse_args(argv)
+    return importlib.import_module(args.module).run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

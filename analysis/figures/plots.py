@@ -1,0 +1,303 @@
+"""The study's figures (paper.md, "Figures to regenerate"), each from a gap table or from training curves.
+
+Every figure function takes the tables it needs and an output directory, writes <name>.png, <name>.pdf and
+<name>.csv (the numbers plotted), and returns the report entry {"name", "title", "png", "pdf", "csv",
+"caption"}, or None when its inputs are missing. Output is deterministic: fixed bootstrap seeds upstream, no
+dates in the files, fixed fonts and hash salt.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+ARCH_COLORS = {"hybrid": "#1f6fb4", "recurrent": "#e07b00", "transformer": "#555555"}
+FALLBACK_COLORS = ("#2a9d3a", "#b03060", "#7a4fb0")
+
+
+def setup_matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "tokengap", "font.family": "DejaVu Sans",
+                         "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
+                         "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 150})
+    return plt
+
+
+def color(name: str, i: int = 0) -> str:
+    return ARCH_COLORS.get(name, FALLBACK_COLORS[i % len(FALLBACK_COLORS)])
+
+
+def save(fig, out: Path, name: str, title: str, caption: str, table) -> dict:
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    png, pdf, csv = out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.csv"
+    fig.tight_layout()
+    fig.savefig(png, metadata={"Software": None})
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+    plt.close(fig)
+    table.to_csv(csv, index=False, float_format="%.6g")
+    return {"name": name, "title": title, "png": str(png), "pdf": str(pdf), "csv": str(csv), "caption": caption}
+
+
+def _sel(df, **eq):
+    m = np.ones(len(df), dtype=bool)
+    for k, v in eq.items():
+        if k not in df.columns:
+            return df.iloc[0:0]
+        m &= (df[k] == v).to_numpy() if not isinstance(v, (list, tuple)) else df[k].isin(v).to_numpy()
+    return df[m]
+
+
+def forest(ax, rows, label_col: str, comparisons: Sequence[str], order: Optional[Sequence[str]] = None,
+           counts: bool = True):
+    """Points with 95% CI bars, one row per category, one colour per comparison (B model)."""
+    labels = list(order) if order is not None else list(dict.fromkeys(rows[label_col]))
+    k = len(comparisons)
+    for i, b in enumerate(comparisons):
+        r = rows[rows["b"] == b].set_index(label_col).reindex(labels)
+        y = np.arange(len(labels)) + (i - (k - 1) / 2) * 0.22
+        err = np.vstack([r["gap"] - r["lo"], r["hi"] - r["gap"]]).clip(min=0)
+        ax.errorbar(r["gap"], y, xerr=np.nan_to_num(err), fmt="o", ms=3.5, lw=1, capsize=2, color=color(b, i),
+                    label=f"{r['a'].dropna().iloc[0] if r['a'].notna().any() else 'A'} − {b}")
+    ticks = labels
+    if counts:
+        first = rows[rows["b"] == comparisons[0]].set_index(label_col).reindex(labels)["n_tokens"]
+        ticks = [f"{l}  (n={int(c):,})" if np.isfinite(c) else str(l) for l, c in zip(labels, first)]
+    ax.set_yticks(np.arange(len(labels)), ticks)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.7)
+    ax.set_xlabel("loss gap (nats): positive favours B")
+
+
+def _caption(base: str, meta: dict) -> str:
+    return (f"{base} Gap = loss({meta['a']}) − loss(B), token-weighted mean; bars: 95% document-level cluster "
+            f"bootstrap CI ({meta['n_boot']} resamples{', stratified by domain' if meta.get('stratified') else ''}); "
+            f"{meta['seeds']}.")
+
+
+# ---- the figures ------------------------------------------------------------------------------------------------
+def fig_domain(gaps, meta, out: Path):
+    rows = _sel(gaps, family=["overall", "domain"])
+    if rows.empty:
+        return None
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    order = list(dict.fromkeys(rows["category"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.2))
+    forest(ax, rows, "category", comps, order)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.set_title("Loss gap by domain")
+    return save(fig, out, "gap_by_domain", "1. Gap by domain",
+                _caption("Mean per-token loss gap over all eval tokens and per domain.", meta), rows)
+
+
+def fig_content_function(gaps, meta, out: Path):
+    rows = _sel(gaps, family="word_class")
+    if rows.empty:
+        return None
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    dom = _sel(gaps, family="word_class_domain")
+    fig, axes = plt.subplots(1, 2 if not dom.empty else 1, figsize=(11, 3.8), squeeze=False)
+    order = [c for c in rows["category"].drop_duplicates() if not str(c).startswith("other")]
+    forest(axes[0, 0], rows, "category", comps, order)
+    axes[0, 0].set_title("Word classes (all pieces, first piece, novel)")
+    axes[0, 0].legend(loc="best", fontsize=8, frameon=False)
+    table = rows
+    if not dom.empty:
+        prose = dom[dom["domain"].isin(["books", "encyclopedic", "technical", "news"])]
+        forest(axes[0, 1], prose, "category", comps)
+        axes[0, 1].set_title("Content vs function by prose domain")
+        import pandas as pd
+        table = pd.concat([rows, dom], ignore_index=True)
+    fig.tight_layout()
+    return save(fig, out, "content_function", "2. Content vs function words",
+                _caption("Content words (NOUN, PROPN, VERB, ADJ, ADV) vs function words (DET, ADP, PRON, AUX, "
+                         "CCONJ, SCONJ, PART) in POS-tagged prose; 'all pieces': every model token of the word; "
+                         "'first piece': only the word-initial token; 'novel': not a repeated 4-gram.", meta),
+                table)
+
+
+def fig_ptb(gaps, meta, out: Path, min_tokens: int = 100):
+    rows = _sel(gaps, family="ptb", pieces="all")
+    if rows.empty:
+        return None
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    first = rows[rows["b"] == comps[0]]
+    if (first["n_tokens"] >= min_tokens).sum() < 3:  # a small eval set: show what there is
+        min_tokens = 10
+    main = first[first["n_tokens"] >= min_tokens].sort_values("gap", ascending=False)
+    order = list(main["category"])
+    if not order:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 0.26 * len(order) + 1.2))
+    forest(ax, rows[rows["category"].isin(order)], "category", comps, order)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.set_title("Loss gap per Penn Treebank tag (sorted)")
+    return save(fig, out, "gap_by_ptb", "3. Gap per PTB tag",
+                _caption(f"Per fine PTB tag (spaCy tagger on prose; a token takes the tag of the word holding its "
+                         f"first non-space character), tags with at least {min_tokens} tokens, sorted by the "
+                         f"first comparison's gap; the CSV also has first-piece rows.", meta),
+                _sel(gaps, family="ptb"))
+
+
+def fig_code(gaps, meta, out: Path):
+    rows = _sel(gaps, family="code")
+    if rows.empty:
+        return None
+    rows = rows[rows["lex"] != "whitespace"] if "lex" in rows.columns else rows
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * rows["category"].nunique() + 1.2))
+    forest(ax, rows, "category", comps)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.set_title("Code and markup lexical categories")
+    return save(fig, out, "code_markup", "4. Code and markup categories",
+                _caption("Python lexical classes from the tokenize module; HTML tag syntax / attribute values / "
+                         "text nodes; LaTeX commands / math / text. A token takes the class of its first "
+                         "non-space character.", meta), _sel(gaps, family="code"))
+
+
+def fig_repetition(gaps, meta, out: Path):
+    rows = _sel(gaps, family="repetition")
+    if rows.empty:
+        return None
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    dist = _sel(gaps, family="copy_distance")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax = axes[0]
+    for i, b in enumerate(comps):
+        for kind, ls, mk in (("repeated", "-", "o"), ("novel", "--", "s")):
+            r = _sel(rows, b=b, kind=kind).sort_values("n")
+            ax.errorbar(r["n"], r["gap"], yerr=np.vstack([r["gap"] - r["lo"], r["hi"] - r["gap"]]).clip(min=0),
+                        ls=ls, marker=mk, ms=4, capsize=2, color=color(b, i), label=f"{kind} ({b})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(rows["n"].unique()), [str(int(n)) for n in sorted(rows["n"].unique())])
+    ax.axhline(0, color="black", lw=0.7)
+    ax.set_xlabel("n (token completes an n-gram seen earlier in its window)")
+    ax.set_ylabel("loss gap (nats)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("Repeated vs novel tokens by n")
+    ax = axes[1]
+    if not dist.empty:
+        forest(ax, dist, "category", comps)
+        ax.set_title(f"Repeated {int(dist['n'].iloc[0])}-gram tokens by copy distance")
+    else:
+        ax.axis("off")
+    fig.tight_layout()
+    import pandas as pd
+    return save(fig, out, "repetition", "5. Repeated vs novel tokens",
+                _caption("Left: tokens that complete an n-gram already seen earlier in the same scoring window "
+                         "(first occurrences not counted) vs the rest. Right: repeated tokens by distance to the "
+                         "previous occurrence.", meta), pd.concat([rows, dist], ignore_index=True))
+
+
+def fig_delimiters(gaps, meta, out: Path):
+    rows = _sel(gaps, family="delimiters", form="lead")
+    if rows.empty:
+        return None
+    plt = setup_matplotlib()
+    comps = list(dict.fromkeys(rows["b"]))
+    dom = _sel(gaps, family="delimiters_domain", type="all")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * rows["category"].nunique() + 1.6))
+    forest(axes[0], rows, "category", comps)
+    axes[0].set_title("Opening vs closing delimiters by type")
+    axes[0].legend(loc="best", fontsize=8, frameon=False)
+    if not dom.empty:
+        forest(axes[1], dom, "category", comps)
+        axes[1].set_title("Opening vs closing by domain group")
+    else:
+        axes[1].axis("off")
+    fig.tight_layout()
+    import pandas as pd
+    return save(fig, out, "delimiters", "6. Opening vs closing delimiters",
+                _caption("Tokens that are, or start with, a delimiter (merged pieces such as '});' included here; "
+                         "the CSV splits them into pure and merged, and lists tokens holding a delimiter after "
+                         "other characters, such as '\"><' in HTML, as 'inside'). Types: () [] {} <> HTML tags, "
+                         "LaTeX \\begin/\\end, math $.", meta),
+                pd.concat([_sel(gaps, family="delimiters"), _sel(gaps, family="delimiters_domain")],
+                          ignore_index=True))
+
+
+def fig_regression(reg, meta, out: Path):
+    if reg is None or reg.empty:
+        return None
+    plt = setup_matplotlib()
+    rows = reg[reg["term"] != "intercept"].copy()
+    rows["category"], rows["gap"], rows["n_tokens"] = rows["term"], rows["coef"], np.nan
+    comps = list(dict.fromkeys(rows["b"]))
+    fig, ax = plt.subplots(figsize=(6.5, 0.28 * rows["term"].nunique() + 1.4))
+    forest(ax, rows, "category", comps, counts=False)
+    ax.set_xlabel("OLS coefficient on the per-token gap (nats)")
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    r2 = ", ".join(f"{b}: R²={g['r2'].iloc[0]:.4f}, n={int(g['n'].iloc[0]):,}" for b, g in reg.groupby("b", sort=False))
+    ax.set_title("Regression of the gap on categories and controls")
+    return save(fig, out, "regression", "7. Regression with controls",
+                f"OLS of the per-token gap loss({meta['a']}) − loss(B) on category indicators, log unigram "
+                f"frequency, repetition flags (rep_n, nested), log(1 + context position) and domain fixed effects; "
+                f"95% CIs from standard errors clustered by document ({r2}).", reg)
+
+
+CURVE_FILTERS = (("eval/all", "all tokens"), ("eval/filter/content_novel", "content words, not repeated"),
+                 ("eval/filter/repeated_4", "repeated tokens (4-gram)"), ("eval/filter/close_delim", "closing delimiters"))
+
+
+def fig_curves(curves, out: Path, baseline: str = "transformer"):
+    """curves: DataFrame with arch, seed, step, tokens, annealed and metric columns."""
+    if curves is None or curves.empty:
+        return None
+    import pandas as pd
+
+    plt = setup_matplotlib()
+    from matplotlib.ticker import NullFormatter
+
+    keys = [(k, t) for k, t in CURVE_FILTERS if k in curves.columns and curves[k].notna().any()]
+    if not keys:
+        return None
+    annealed = curves[curves["annealed"]] if curves["annealed"].any() else curves
+    archs = [a for a in ("transformer", "hybrid", "recurrent") if a in set(annealed["arch"])] + \
+        sorted(set(annealed["arch"]) - {"transformer", "hybrid", "recurrent"})
+    agg = annealed.groupby(["arch", "tokens"])[[k for k, _ in keys]].agg(["mean", "min", "max"])
+    fig, axes = plt.subplots(2, len(keys), figsize=(3.2 * len(keys), 5.6), squeeze=False, sharex=True)
+    rows = []
+    for j, (k, title) in enumerate(keys):
+        ax, axg = axes[0, j], axes[1, j]
+        for i, arch in enumerate(archs):
+            if arch not in agg.index.get_level_values(0):
+                continue
+            g = agg.loc[arch]
+            x = g.index.to_numpy(dtype=np.float64)
+            ax.plot(x, g[(k, "mean")], marker="o", ms=3, color=color(arch, i), label=arch)
+            ax.fill_between(x, g[(k, "min")], g[(k, "max")], color=color(arch, i), alpha=0.2, lw=0)
+            for t, mval, lo, hi in zip(x, g[(k, "mean")], g[(k, "min")], g[(k, "max")]):
+                rows.append({"metric": k, "arch": arch, "tokens": t, "loss": mval, "seed_min": lo, "seed_max": hi})
+            if baseline in agg.index.get_level_values(0) and arch != baseline:
+                base = agg.loc[baseline][(k, "mean")]
+                common = g.index.intersection(base.index)
+                axg.plot(common.to_numpy(dtype=np.float64), base.loc[common] - g.loc[common, (k, "mean")],
+                         marker="o", ms=3, color=color(arch, i), label=f"{baseline} − {arch}")
+        ax.set_title(title, fontsize=9)
+        axg.axhline(0, color="black", lw=0.7)
+        for a_ in (ax, axg):
+            a_.set_xscale("log")
+            a_.xaxis.set_minor_formatter(NullFormatter())
+        axg.set_xlabel("training tokens")
+        if j == 0:
+            ax.set_ylabel("eval loss (nats)")
+            axg.set_ylabel(f"loss({baseline}) − loss(model)")
+            ax.legend(fontsize=7, frameon=False)
+            axg.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    which = "WSD-annealed checkpoints" if curves["annealed"].any() else "checkpoints (no annealed evaluations found)"
+    return save(fig, out, "curves", "9. Filtered loss curves during training",
+                f"Eval loss under the training loop's filter masks at {which}, mean over seeds (band: min–max over "
+                f"seeds). Bottom: loss({baseline}) − loss(model) at the same token counts: positive = the model beats "
+                f"the {baseline}.", pd.DataFrame(rows))

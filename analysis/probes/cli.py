@@ -1,0 +1,148 @@
+"""python -m analysis probes {generate,score,compare,figures} (see docs/probes.md).
+
+    python -m analysis probes generate --out build/probes [--seed 0] [--preset small|tiny]
+    python -m analysis probes score --model runs/hybrid/checkpoints/final \\
+        --tokenizer build/corpus/small/tokenizer.json --probes build/probes --out results/probes/hybrid-s0.npz
+    python -m analysis probes score --hf allenai/Olmo-3-1025-7B --probes build/probes --out results/probes/olmo3-s0.npz
+    python -m analysis probes compare --a results/probes/transformer-s*.npz --b results/probes/hybrid-s*.npz
+    python -m analysis probes figures --results results --out figures
+
+generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydra or statsmodels).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="probes_command", required=True)
+
+    g = sub.add_parser("generate", help="write the probe set (probes.jsonl, targets.jsonl, manifest.json)")
+    g.add_argument("--out", required=True, help="directory to write")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--preset", choices=["small", "tiny"], default="small",
+                   help="small: documents fit T=2048 tokens; tiny: fit T=256 (CPU models)")
+    g.add_argument("--probes", default=None, help="comma-separated subset (default: all)")
+    g.add_argument("--docs-per-level", type=int, default=None, help="override the preset's documents per level")
+
+    s = sub.add_parser("score", help="per-target loss / exact match of one model")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a tokengap model directory (config.json + model.safetensors)")
+    src.add_argument("--hf", help="a Hugging Face causal LM name or path (its own tokenizer is used)")
+    s.add_argument("--tokenizer", help="tokenizer.json of the model's corpus (required with --model)")
+    s.add_argument("--probes", required=True, help="probe set directory (from `probes generate`)")
+    s.add_argument("--out", required=True, help="result file, by convention results/probes/<arch>-s<seed>.npz")
+    s.add_argument("--name", default=None, help="label for the model (default: from the path)")
+    s.add_argument("--context", type=int, default=2048)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="autocast (default bf16 on CUDA)")
+    s.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
+
+    c = sub.add_parser("compare", help="gap = A - B per probe and level, bootstrap CI over documents")
+    c.add_argument("--a", nargs="+", required=True, help="result files of A (one per seed)")
+    c.add_argument("--b", nargs="+", required=True, help="result files of B (one per seed)")
+    c.add_argument("--out", default=None, help="also write the full table as CSV")
+    c.add_argument("--n-boot", type=int, default=1000)
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    f = sub.add_parser("figures", help="one figure per probe from results/probes/<arch>-s<seed>.npz")
+    f.add_argument("--results", default="results", help="directory holding probes/")
+    f.add_argument("--out", default="figures")
+
+
+def _generate(args) -> int:
+    import pandas as pd
+
+    from analysis.probes.probeset import DOCS, TARGETS, generate_probe_set
+
+    t0 = time.perf_counter()
+    probes = args.probes.split(",") if args.probes else None
+    m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=probes,
+                           docs_per_level=args.docs_per_level)
+    secs = time.perf_counter() - t0
+    out = Path(args.out)
+    sizes = ", ".join(f"{n} {(out / n).stat().st_size / 1e6:.1f} MB" for n in (DOCS, TARGETS))
+    print(f"{m['n_docs']} documents, {m['n_targets']} targets in {secs:.1f} s -> {out} ({sizes}); "
+          f"probe set {m['probe_set_hash'][:16]}…")
+    for name, p in m["probes"].items():
+        print(f"  {name:9s} {p['axis']} = {list(p['config']['levels'])}, longest document "
+              f"{p['max_doc_pretokens']} pre-tokens (budget {p['config']['max_pretokens']})")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print("answer balance and shortcut baselines (accuracy of each heuristic; NaN: not defined for the probe):")
+        print(pd.DataFrame(m["baselines"]).to_string(index=False))
+    return 0
+
+
+def _score(args) -> int:
+    import torch
+
+    from analysis.evalset import TextTokenizer
+    from analysis.probes.probeset import ProbeSet
+    from analysis.probes.scoring import save_results, score_probe_set
+    from analysis.score import code_version, default_dtype, load_for_scoring
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = default_dtype(args.dtype, device)
+    probes = ProbeSet.load(args.probes)
+    if args.model and not args.tokenizer:
+        raise SystemExit("error: --tokenizer <corpus>/tokenizer.json is needed with --model")
+    lm = load_for_scoring(args.model, args.hf, device, dtype, args.kernels, args.name)
+    tok = lm.tokenizer or TextTokenizer.from_file(args.tokenizer)
+    lm.check_tokenizer(tok.sha256, args.tokenizer or "its tokenizer")
+    scorer, name, info = lm.scorer, lm.name, lm.info
+    t0 = time.perf_counter()
+    arrays, meta = score_probe_set(scorer, probes, tok, args.context, batch_size=args.batch_size, device=device,
+                                   dtype=dtype, progress=sys.stderr.isatty())
+    secs = time.perf_counter() - t0
+    meta.update({"name": name, "model": args.model or args.hf, "arch": info.get("model", {}).get("name"),
+                 "step": info.get("step"), "seed": info.get("seed"), "dtype": str(dtype).removeprefix("torch."),
+                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                 "seconds": secs, "code_version": code_version()})
+    save_results(args.out, arrays, meta)
+    print(f"{name}: {meta['n_targets']} targets in {meta['n_docs']} documents ({meta['n_tokens']:,} tokens, "
+          f"longest {meta['max_doc_tokens']}) in {secs:.1f} s on {meta['device']} -> {args.out}")
+    print(f"  {100 * meta['multi_token_share']:.1f}% of answers span several tokens (scored on the first); "
+          f"first-token agreement {meta['first_token_agreement']:.3f}")
+    for probe in dict.fromkeys(arrays["probe"].tolist()):
+        for kind in dict.fromkeys(arrays["kind"][arrays["probe"] == probe].tolist()):
+            m = (arrays["probe"] == probe) & (arrays["kind"] == kind)
+            print(f"  {probe:9s} {kind:8s} loss {arrays['loss'][m].mean():.3f}  "
+                  f"accuracy {arrays['correct'][m].mean():.3f}  (chance {arrays['chance'][m].mean():.3f})")
+    return 0
+
+
+def _compare(args) -> int:
+    from analysis.probes.compare import compare, format_table
+    from analysis.probes.scoring import load_results
+
+    a, b = [load_results(p) for p in args.a], [load_results(p) for p in args.b]
+    df = compare(a, b, n_boot=args.n_boot, seed=args.seed)
+
+    def label(rs):
+        return rs[0].meta.get("arch") or Path(rs[0].meta["path"]).stem.rsplit("-s", 1)[0]
+
+    na, nb = label(a), label(b)
+    print(f"A = {na} ({len(a)} file{'s' * (len(a) > 1)}), B = {nb} ({len(b)}); gap = loss(A) - loss(B), "
+          f"acc gain = acc(B) - acc(A): positive favours B")
+    print(format_table(df, na, nb))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out, index=False, float_format="%.6g")
+        print(f"-> {args.out}")
+    return 0
+
+
+def _figures(args) -> int:
+    from analysis.probes.figures import make_figures
+
+    for e in make_figures(Path(args.results), Path(args.out)):
+        print(f"{e['name']}: {e['png']}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"generate": _generate, "score": _score, "compare": _compare, "figures": _figures}[args.probes_command](args)

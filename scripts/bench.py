@@ -1,0 +1,331 @@
+"""Training and scoring throughput: our zoo vs the reference implementations, same shapes, same GPU, one run.
+
+    python scripts/bench.py [--sizes small base] [--json OUT.json] [--repeats 2]
+    python scripts/bench.py --cpu          # the CPU reference path (tiny models), on this machine
+
+Per model and size: full train step (forward, backward, fused AdamW) at T = 2048, bf16 autocast, vocab 32768
+untied. Timed with CUDA events after warm-up; median over steps; the whole measurement repeated (--repeats)
+to show the run-to-run spread.
+
+References (same shapes): mamba-ssm `MambaLMHeadModel` (Mamba2 layers, attention at the same layer indices via
+attn_layer_idx, GatedMLP with the same hidden size, fused add+norm) for hybrid and recurrent;
+transformers `LlamaForCausalLM` (SDPA) for the transformer. mamba-ssm's attention needs flash-attn for rotary
+embeddings, which is not installable offline: its attention layers run without RoPE (slightly less work).
+
+MFU = model FLOPs per token x tokens/s / 989e12 (H100 SXM dense bf16), with model FLOPs per token =
+  6 * (matmul parameters, lm_head included, embedding lookup excluded)
+  + attention layers: 6 * T * d_model          (QK^T and AV, fwd 2 * 2 * T * d, causal half, x3 for fwd+bwd)
+  + Mamba2 layers: 3 * (2 * Q * N * G + Q * P * H + 4 * N * P * H)   (SSD, chunk Q, state N, groups G,
+                   headdim P, heads H: CB^T, causal (CB o L) X, chunk states, state outputs; x3 fwd+bwd)
+Also reported against the GEMM ceiling measured in the same run (8192^3 bf16 matmul).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import LM  # noqa: E402
+from models.__main__ import load  # noqa: E402
+
+PEAK = 989e12
+SIZES = {"small": dict(batch=32), "base": dict(batch=16)}
+VOCAB, T = 32768, 2048
+
+
+def zoo_cfg(name: str, size: str, **over):
+    cfg = load([f"model={name}", f"size={size}"])
+    cfg.vocab_size = VOCAB
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def flops_per_token(cfg, matmul_params: int) -> float:
+    f = 6.0 * matmul_params
+    m = cfg.mamba
+    H = m.expand * cfg.d_model // m.headdim
+    Q, N, P, G = m.chunk_size, m.d_state, m.headdim, m.ngroups
+    for layer in cfg.layers():
+        if layer in ("attention", "swa"):
+            f += 6.0 * T * cfg.d_model
+        else:
+            f += 3.0 * (2 * Q * N * G + Q * P * H + 4 * N * P * H)
+    return f
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed" not in n)
+
+
+@dataclass
+class Result:
+    impl: str
+    model: str
+    size: str
+    batch: int
+    step_ms: float
+    tokens_per_s: float
+    peak_mem_gb: float
+    mfu: float
+    spread_pct: float
+    note: str = ""
+
+
+def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=2):
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    ids = torch.randint(0, VOCAB, (batch, T + 1), device="cuda")
+    x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+    def one():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = step_fn(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        one()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    medians = []
+    for _ in range(repeats):
+        times = []
+        for _ in range(steps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            one()
+            b.record()
+            torch.cuda.synchronize()
+            times.append(a.elapsed_time(b))
+        medians.append(statistics.median(times))
+    peak = torch.cuda.max_memory_allocated() / 1e9
+    return statistics.median(medians), 100 * (max(medians) - min(medians)) / min(medians), peak
+
+
+def bench_ours(name, size, batch, compile_mode, repeats):
+    torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
+    cfg = zoo_cfg(name, size)
+    torch.manual_seed(0)
+    model = LM(cfg).cuda()
+    fwd = torch.compile(model) if compile_mode else model
+    ms, spread, mem = time_train_steps(model, lambda x, y: fwd(x, y), model.parameters(), batch, repeats=repeats)
+    tps = batch * T / ms * 1e3
+    mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
+    note = "; ".join(sorted(set(line.split(None, 3)[-1] for line in model.kernel_report() if "mamba2" in line)))
+    return Result(f"tokengap{' compiled' if compile_mode else ''}", name, size, batch, ms, tps, mem, mfu, spread, note)
+
+
+def bench_reference(name, size, batch, repeats):
+    cfg = zoo_cfg(name, size)
+    torch.manual_seed(0)
+    if name == "transformer":
+        from transformers import LlamaConfig, LlamaForCausalLM
+        lc = LlamaConfig(vocab_size=VOCAB, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
+                         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                         num_key_value_heads=cfg.kv_heads, max_position_embeddings=T, tie_word_embeddings=False,
+                         attn_implementation="sdpa", torch_dtype=torch.float32)
+        model = LlamaForCausalLM(lc).cuda()
+        step = lambda x, y: model(input_ids=x, labels=y).loss  # noqa: E731  (shifts internally: fine for timing)
+        impl = "transformers Llama (sdpa)"
+    else:
+        from models.kernels import mamba_ssm_triton
+        if mamba_ssm_triton()[0] is None:
+            return None
+        from mamba_ssm.models.config_mamba import MambaConfig
+        from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
+        layers = cfg.layers()
+        m = cfg.mamba
+        mc = MambaConfig(d_model=cfg.d_model, d_intermediate=cfg.ffn_dim, n_layer=cfg.n_layers, vocab_size=VOCAB,
+                         ssm_cfg={"layer": "Mamba2", "d_state": m.d_state, "headdim": m.headdim, "expand": m.expand,
+                                  "chunk_size": m.chunk_size, "use_mem_eff_path": False},
+                         attn_layer_idx=[i for i, x in enumerate(layers) if x == "attention"],
+                         attn_cfg={"num_heads": cfg.n_heads, "causal": True, "rotary_emb_dim": 0},
+                         rms_norm=True, residual_in_fp32=True, fused_add_norm=True, tie_embeddings=False,
+                         pad_vocab_size_multiple=8)
+        model = MambaLMHeadModel(mc).cuda()
+        ce = torch.nn.functional.cross_entropy
+
+        def step(x, y):
+            logits = model(x).logits
+            return ce(logits.float().flatten(0, 1), y.flatten())
+        impl = "mamba_ssm MambaLMHeadModel"
+    ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats)
+    tps = batch * T / ms * 1e3
+    mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
+    return Result(impl, name, size, batch, ms, tps, mem, mfu, spread)
+
+
+def gemm_ceiling() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    for _ in range(20):
+        a @ b
+    e1.record()
+    torch.cuda.synchronize()
+    return 2 * 8192 ** 3 * 20 / (e0.elapsed_time(e1) / 1e3)
+
+
+def bench_scoring(size="small", n_tokens=1_000_000, batch=32):
+    """Scoring tokens/s of a small model on a synthetic eval set of random tokens (throughput only)."""
+    import numpy as np
+    from analysis.evalset import EvalSet
+    from analysis.score import ZooScorer, score
+    out = {}
+    for name in ("transformer", "hybrid", "recurrent"):
+        cfg = zoo_cfg(name, size, vocab_size=16384)
+        model = LM(cfg).cuda().eval()
+        rng = np.random.default_rng(0)
+        lens = rng.integers(500, 6000, size=400)
+        lens = lens[: np.searchsorted(np.cumsum(lens), n_tokens)]
+        toks = rng.integers(1, 16384, size=int(lens.sum())).astype(np.int32)
+        starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        docs = [{"id": str(i), "domain": "x", "source": "x", "text": ""} for i in range(len(lens))]
+        ev = EvalSet(docs, toks, np.repeat(np.arange(len(lens), dtype=np.int32), lens),
+                     np.zeros((len(toks), 2), np.int32), starts, 0, "synthetic")
+        score(ZooScorer(model), ev.subset(5)[0], T, batch, "cuda", torch.bfloat16, progress=False)  # warm-up
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        score(ZooScorer(model), ev, T, batch, "cuda", torch.bfloat16, progress=False)
+        torch.cuda.synchronize()
+        out[name] = ev.n_tokens / (time.perf_counter() - t0)
+    return out
+
+
+def profile(name: str, size: str, compile_mode: bool, rows: int = 30) -> str:
+    """Top CUDA kernels of one full train step (after warm-up), by total device time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    torch._dynamo.reset()
+    cfg = zoo_cfg(name, size)
+    model = LM(cfg).cuda()
+    fwd = torch.compile(model) if compile_mode else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    ids = torch.randint(0, VOCAB, (SIZES[size]["batch"], T + 1), device="cuda")
+
+    def one():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        one()
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            one()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=70)
+
+
+def bench_cpu() -> None:
+    torch.manual_seed(0)
+    print(f"CPU reference path, torch {torch.__version__}, {torch.get_num_threads()} threads; tiny models, "
+          f"batch 8 x 256, fp32, forward+backward+AdamW")
+    for name in ("transformer", "hybrid", "recurrent"):
+        cfg = zoo_cfg(name, "tiny", vocab_size=8192)
+        model = LM(cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        ids = torch.randint(0, 8192, (8, 257))
+        times = []
+        for i in range(8):
+            t0 = time.perf_counter()
+            model(ids[:, :-1], ids[:, 1:]).backward()
+            opt.step()
+            opt.zero_grad()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+        print(f"  {name:12s} {8 * 256 / statistics.median(times):8,.0f} tokens/s (median of {len(times)} steps)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", nargs="+", default=["small", "base"])
+    ap.add_argument("--models", nargs="+", default=["transformer", "hybrid", "recurrent"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-scoring", action="store_true")
+    ap.add_argument("--eager-only", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--profile", nargs="*", default=[], metavar="MODEL:SIZE[:compiled]",
+                    help="print the top CUDA kernels of a train step, e.g. hybrid:small transformer:base:compiled")
+    args = ap.parse_args()
+    if args.cpu:
+        bench_cpu()
+        return 0
+    if not torch.cuda.is_available():
+        print("no CUDA device (use --cpu for the CPU reference path)", file=sys.stderr)
+        return 2
+    import triton
+    env = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
+           "date": datetime.date.today().isoformat()}
+    env["gemm_tflops"] = gemm_ceiling() / 1e12
+    print(json.dumps(env))
+    results: list[Result] = []
+    for size in args.sizes:
+        batch = SIZES[size]["batch"]
+        for name in args.models:
+            for mode in ([False] if args.eager_only else [False, True]):
+                try:
+                    results.append(bench_ours(name, size, batch, mode, args.repeats))
+                    torch.cuda.empty_cache()
+                except Exception as exc:  # report, keep going: one failing variant must not hide the others
+                    print(f"FAILED tokengap {name} {size} compile={mode}: {type(exc).__name__}: {exc}")
+                print(results[-1] if results else "", flush=True)
+            if not args.no_reference:
+                try:
+                    r = bench_reference(name, size, batch, args.repeats)
+                    if r:
+                        results.append(r)
+                        print(r, flush=True)
+                except Exception as exc:
+                    print(f"FAILED reference {name} {size}: {type(exc).__name__}: {exc}")
+    for spec in args.profile:
+        name, size, *rest = spec.split(":")
+        print(f"\n== profile {spec} (2 train steps) ==\n" + profile(name, size, bool(rest)), flush=True)
+    scoring = {} if args.no_scoring else bench_scoring()
+    hdr = f"{'impl':28} {'model':12} {'size':6} {'batch':>5} {'step ms':>8} {'tok/s':>10} {'mem GB':>7} {'MFU':>6} {'MFU/gemm':>8} {'spread':>7}"
+    print("\n" + hdr)
+    for r in results:
+        print(f"{r.impl:28} {r.model:12} {r.size:6} {r.batch:5d} {r.step_ms:8.1f} {r.tokens_per_s:10,.0f} "
+              f"{r.peak_mem_gb:7.1f} {100 * r.mfu:5.1f}% {100 * r.mfu * PEAK / env['gemm_tflops'] / 1e12:7.1f}% "
+              f"{r.spread_pct:6.1f}%")
+    print("\nbest ours / reference (tokens/s):")
+    for size in args.sizes:
+        for name in args.models:
+            ours = [r for r in results if r.model == name and r.size == size and r.impl.startswith("tokengap")]
+            ref = [r for r in results if r.model == name and r.size == size and not r.impl.startswith("tokengap")]
+            if ours and ref:
+                best = max(ours, key=lambda r: r.tokens_per_s)
+                print(f"  {name:12} {size:6} {best.tokens_per_s / ref[0].tokens_per_s:5.2f}x  ({best.impl})")
+    for size in args.sizes:
+        step = {n: min((r.step_ms for r in results if r.model == n and r.size == size and r.impl.startswith("tokengap")),
+                       default=None) for n in ("transformer", "hybrid")}
+        if all(step.values()):
+            print(f"hybrid / transformer step time at {size}: {step['hybrid'] / step['transformer']:.2f}x")
+    if scoring:
+        print("scoring tokens/s (small, bf16, T=2048): " + ", ".join(f"{k} {v:,.0f}" for k, v in scoring.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "results": [r.__dict__ for r in results],
+                                               "scoring_tokens_per_s": scoring}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

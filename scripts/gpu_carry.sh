@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prepare, on the CPU machine, everything the offline GPU machine lacks (see ../shared/briefs/gpu.md):
+#   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA)
+#   .carry/  the small corpus as one archive (docs + tokenizer + manifest), eval-set filter masks and labels,
+#            and the synthetic probe set
+# Both folders are git-ignored; name them in the device tool's `carry`. Usage: bash scripts/gpu_carry.sh [mix]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIX=${1:-small}
+PY=.venv/bin/python
+mkdir -p .whl .carry
+need() { ls .whl/$1-*.whl >/dev/null 2>&1; }
+need hydra_core || $PY -m pip download -q --no-deps hydra-core==1.3.8 -d .whl
+need omegaconf || $PY -m pip download -q --no-deps omegaconf==2.3.1 -d .whl
+need antlr4_python3_runtime || $PY -m pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .whl
+# mamba-ssm ships an sdist whose setup downloads a CUDA wheel; build the pure-Python (Triton) part instead.
+need mamba_ssm || (cd "$(mktemp -d)" && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
+    "$OLDPWD/$PY" -m pip wheel -q --no-build-isolation --no-deps mamba-ssm==2.3.2.post1 -w "$OLDPWD/.whl")
+$PY -m train.data build --mix "$MIX"
+$PY -m train.data pack --mix "$MIX" --out ".carry/corpus-$MIX.tar.xz"
+$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out ".carry/labels-$MIX.parquet" \
+    --filters ".carry/filters-$MIX.npz" --train-corpus "build/corpus/$MIX"
+# the probe set (27 MB) is generated on the GPU machine instead: deterministic, byte-identical there (6 s)
+du -sh .whl .carry

@@ -1,0 +1,34 @@
+"""HTML and LaTeX lexical labelers against hand-labelled snippets."""
+from analysis.categories import DocView, REGISTRY
+
+
+def lex(name, col, pieces, domain):
+    return REGISTRY[name](DocView.from_pieces(pieces, domain=domain))[col].tolist()
+
+
+def test_html_classes():
+    pieces = ["<!--", " c", " -->", "<a", " href", "=\"", "x", ".html", "\"", ">", "Click", " here", "</", "a", ">",
+              "<script", ">", "var", " x", "</script>", "\n"]
+    assert lex("html", "html_lex", pieces, "html") == [
+        "comment", "comment", "comment", "tag", "tag", "tag", "attr_value", "attr_value", "attr_value", "tag",
+        "text", "text", "tag", "tag", "tag", "tag", "tag", "script", "script", "tag", "whitespace"]
+    assert lex("html", "html_lex", ["<a>"], "books") == [""]
+
+
+def test_html_entities_are_text_and_gt_in_quotes_stays_in_tag():
+    assert lex("html", "html_lex", ["<a", " title", "=\"", "a>b", "\">", "&amp;", "x"], "html") == [
+        "tag", "tag", "tag", "attr_value", "attr_value", "text", "text"]
+
+
+def test_latex_classes():
+    pieces = ["\\section", "{", "Intro", "}", " We", " have", " $", "x", "^", "2", "$", " \\cite", "{key}", ".",
+              " %", " todo", "\n", "\\begin{equation}", " a", "=", "b", " \\end{equation}"]
+    assert lex("latex", "latex_lex", pieces, "latex") == [
+        "command", "syntax", "text", "syntax", "text", "text", "math", "math", "math", "math", "math", "command",
+        "command", "text", "comment", "comment", "whitespace", "command", "math", "math", "math", "command"]
+
+
+def test_latex_escapes_and_display_math():
+    pieces = ["50", "\\%", " of", " \\$", "3", " $$", "y", "$$", " \\[", "z", "\\]", " end"]
+    assert lex("latex", "latex_lex", pieces, "latex") == [
+        "text", "command", "text", "command", "text", "math", "math", "math", "math", "math", "math", "text"]

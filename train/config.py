@@ -1,0 +1,118 @@
+"""Training-run configuration: the Hydra schema of `python -m train` (conf/config.yaml).
+
+Every field is typed; a YAML key or command-line override that is not a field here fails at start-up,
+naming the key (see models.config.compose).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from models.config import ConfigError, ModelConfig, compose, validate
+from train.data.config import DataConfig
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-3  # peak learning rate
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1  # on matrices only (dim >= 2); not on norms, biases, A_log, D, dt_bias
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "wsd"  # wsd | cosine | constant
+    warmup_frac: float = 0.02  # of total steps
+    decay_frac: float = 0.2  # WSD: final decay, as a fraction of total steps
+    decay_shape: str = "linear"  # linear | cosine | sqrt (WSD decay and anneal branches)
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    interval: int = 100  # steps between evaluations (and at step 0 and the end); 0 disables
+    filters: Optional[str] = None  # filters.npz from `python -m analysis label`; masks evaluated by name
+    max_docs_per_domain: Optional[int] = None  # evaluate on a subset (None: the whole eval set)
+    batch_size: int = 16
+    # WSD-annealed evaluation points: at these fractions of training, branch a decay of
+    # anneal_frac * total_steps steps from the stable-phase weights, evaluate it, and continue the stable run.
+    anneal_at: List[float] = field(default_factory=list)
+    anneal_frac: float = 0.05
+
+
+@dataclass
+class CheckpointConfig:
+    interval: int = 200  # steps between checkpoints (and at the end); 0: only at the end
+    keep_last: int = 2  # rolling checkpoints kept; milestones are never pruned
+    milestones: List[float] = field(default_factory=list)  # fractions of training whose checkpoints are kept
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # model init and data order (same seed => same data order for every architecture)
+    seq_len: int = 256
+    batch_size: int = 16  # global batch, in sequences of seq_len tokens
+    micro_batch_size: Optional[int] = None  # per process and step; None: batch_size / world size (no accumulation)
+    max_tokens: int = 2_000_000  # run length; total_steps = ceil(max_tokens / (batch_size * seq_len))
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: str = "auto"  # auto (on CUDA) | true | false: torch.compile around the custom kernels
+    threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
+    log_interval: int = 10
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    tensorboard: bool = True
+    wandb: bool = False  # log to Weights & Biases too, if it is installed
+    progress: bool = True  # progress bar (tqdm)
+    new_run: bool = False  # start over even if run_dir holds a checkpoint of another config (moves it aside)
+
+
+@dataclass
+class RunConfig:
+    name: str = "${model.name}-s${train.seed}"
+    run_dir: str = "runs/${name}"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def validate_run(cfg: RunConfig, world: int = 1) -> None:
+    """Cheap checks that must fail before any compute, each naming its key."""
+    validate(cfg.model)
+    t = cfg.train
+    if t.seq_len < 2:
+        raise ConfigError(f"train.seq_len: must be >= 2, got {t.seq_len}")
+    if t.batch_size < 1 or t.batch_size % world:
+        raise ConfigError(f"train.batch_size: {t.batch_size} is not divisible by the {world} processes")
+    micro = t.micro_batch_size or t.batch_size // world
+    if micro < 1 or (t.batch_size // world) % micro:
+        raise ConfigError(f"train.micro_batch_size: {micro} does not divide the per-process batch {t.batch_size // world}")
+    if t.max_tokens < t.batch_size * t.seq_len:
+        raise ConfigError(f"train.max_tokens: {t.max_tokens} is less than one batch ({t.batch_size * t.seq_len} tokens)")
+    for key, val, ok in (("train.device", t.device, ("auto", "cpu", "cuda")), ("train.dtype", t.dtype, ("auto", "fp32", "bf16")),
+                         ("train.compile", t.compile, ("auto", "true", "false")),
+                         ("train.schedule.kind", t.schedule.kind, ("wsd", "cosine", "constant")),
+                         ("train.schedule.decay_shape", t.schedule.decay_shape, ("linear", "cosine", "sqrt"))):
+        if str(val).lower() not in ok:
+            raise ConfigError(f"{key}: expected one of {'|'.join(ok)}, got {val!r}")
+    s = t.schedule
+    if not (0 <= s.warmup_frac < 1 and 0 <= s.decay_frac <= 1 and s.warmup_frac + (s.decay_frac if s.kind == "wsd" else 0) <= 1):
+        raise ConfigError("train.schedule: warmup_frac and decay_frac must be fractions summing to <= 1")
+    for f in t.eval.anneal_at:
+        if not 0 < f < 1:
+            raise ConfigError(f"train.eval.anneal_at: {f} is not a fraction of training in (0, 1)")
+        if s.kind == "wsd" and f > 1 - s.decay_frac:
+            raise ConfigError(f"train.eval.anneal_at: {f} falls in the final decay (starts at {1 - s.decay_frac:.2f})")
+    if not 0 < t.eval.anneal_frac < 1:
+        raise ConfigError(f"train.eval.anneal_frac: {t.eval.anneal_frac} is not in (0, 1)")
+    for f in t.checkpoint.milestones:
+        if not 0 < f <= 1:
+            raise ConfigError(f"train.checkpoint.milestones: {f} is not a fraction of training in (0, 1]")
+
+
+def load_run_config(overrides: list[str]) -> RunConfig:
+    return compose("config", overrides, "run_schema", RunConfig)

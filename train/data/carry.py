@@ -1,0 +1,168 @@
+"""Carry a built corpus to another machine: `pack` writes one .tar.xz of docs + tokenizer + manifest (the token
+shards are left out: they are re-made on arrival), `unpack` re-tokenizes in parallel and checks that the
+resulting train.bin has the manifest's sha256. Imports only the standard library, numpy and tokenizers.
+
+Inside the archive the train documents are sorted by id (`docs/train.by_id.jsonl`): files of one package side by
+side compress far better than the shuffled training order (measured on `small`: see docs/data.md). `unpack` puts
+them back in training order (the seeded sha256 order of ids) and checks docs/train.jsonl against the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+PACKED = ("manifest.json", "tokenizer.json", "docs/train.jsonl", "docs/eval.jsonl")  # what unpack restores
+IN_ARCHIVE = ("manifest.json", "tokenizer.json", "docs/train.by_id.jsonl", "docs/eval.jsonl")
+DERIVED = ("train.bin", "train.json", "train_docs.npy")
+
+
+class CarryError(RuntimeError):
+    """A packed corpus that does not match its manifest."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pack(corpus: Path, out: Path, log: Callable = print) -> Path:
+    """`corpus` (a built `<root>/<mix>`) -> `out` (.tar.xz). Uses the `xz` program when present (multi-threaded),
+    else Python's lzma; both at preset 9."""
+    corpus, out = Path(corpus), Path(out)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    for rel in PACKED[1:]:
+        if _sha256(corpus / rel) != manifest["files"][rel]["sha256"]:
+            raise CarryError(f"{corpus / rel}: sha256 differs from the manifest; rebuild before packing")
+    t0 = time.time()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if shutil.which("xz"):
+        with open(tmp, "wb") as f:
+            xz = subprocess.Popen(["xz", "-9", "-T0", "-c"], stdin=subprocess.PIPE, stdout=f)
+            with tarfile.open(fileobj=xz.stdin, mode="w|") as t:
+                _add_all(t, corpus, manifest["mix"])
+            xz.stdin.close()
+            if xz.wait() != 0:
+                raise CarryError("xz failed")
+    else:
+        with tarfile.open(tmp, mode="w:xz", preset=9) as t:
+            _add_all(t, corpus, manifest["mix"])
+    os.replace(tmp, out)
+    log(f"packed {corpus} -> {out}: {out.stat().st_size / 1e6:.1f} MB in {time.time() - t0:.0f}s")
+    return out
+
+
+def _add_all(t: tarfile.TarFile, corpus: Path, mix: str) -> None:
+    for rel in IN_ARCHIVE:  # manifest first: unpack reads it before anything else
+        if rel == "docs/train.by_id.jsonl":
+            data = b"".join(sorted(_lines(corpus / "docs/train.jsonl"), key=_line_id))
+        else:
+            data = (corpus / rel).read_bytes()
+        info = tarfile.TarInfo(f"{mix}/{rel}")
+        info.size, info.mtime, info.mode = len(data), 0, 0o644  # same bytes in, same archive out
+        t.addfile(info, io.BytesIO(data))
+
+
+def _lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as f:
+        return f.readlines()
+
+
+def _line_id(line: bytes) -> str:
+    return json.loads(line)["id"]
+
+
+def restore_train_order(by_id: Path, out: Path, seed: int) -> None:
+    """docs/train.jsonl from the id-sorted copy: the builder's seeded order, line bytes unchanged."""
+    from .split import order_key
+
+    lines = _lines(by_id)
+    lines.sort(key=lambda line: order_key(seed, "train", _line_id(line)))
+    with open(out, "wb") as f:
+        f.writelines(lines)
+    by_id.unlink()
+
+
+def unpack(archive: Path, root: Path, workers: int = 16, log: Callable = print) -> Path:
+    """`archive` -> `<root>/<mix>/`, complete with train.bin etc.; raises CarryError on any hash mismatch."""
+    from .bpe import set_threads
+
+    set_threads(workers)  # before tokenizers first runs in this process
+    from .bpe import load
+    from .shards import write_token_files
+
+    t0 = time.time()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    work = root / f".unpack.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        mix = _extract(Path(archive), work)
+        corpus = work / mix
+        manifest = json.loads((corpus / "manifest.json").read_text())
+        restore_train_order(corpus / "docs/train.by_id.jsonl", corpus / "docs/train.jsonl", manifest["config"]["seed"])
+        for rel in PACKED[1:]:
+            _check(corpus / rel, manifest["files"][rel]["sha256"], rel)
+        log(f"unpacked and verified docs in {time.time() - t0:.1f}s; tokenizing with {workers} threads")
+        tok = load(corpus / "tokenizer.json")
+        info = write_token_files(corpus, tok, corpus / "tokenizer.json", _texts(corpus / "docs/train.jsonl"))
+        for rel in DERIVED:
+            _check(corpus / rel, manifest["files"][rel]["sha256"], rel)
+        out = root / mix
+        old = root / f".{mix}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(corpus, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"corpus {mix} ready at {out}: {info['n_tokens']:,} tokens, train.bin sha256 matches the manifest "
+        f"({time.time() - t0:.1f}s)")
+    return out
+
+
+def _check(path: Path, expected: str, rel: str) -> None:
+    actual = _sha256(path)
+    if actual != expected:
+        raise CarryError(f"{rel}: sha256 {actual} differs from the manifest's {expected}. "
+                         "The archive is corrupt, or this tokenizers version encodes differently.")
+
+
+def _extract(archive: Path, dest: Path) -> str:
+    """Extract only the expected members (no links, no paths outside `dest`); returns the mix name."""
+    mix = None
+    with tarfile.open(archive, mode="r:xz") as t:
+        for m in t:
+            top, _, rel = m.name.partition("/")
+            if mix is None:
+                mix = top
+            if top != mix or rel not in IN_ARCHIVE or not m.isfile():
+                raise CarryError(f"{archive}: unexpected member {m.name!r}")
+            target = dest / mix / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with t.extractfile(m) as src, open(target, "wb") as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+    if mix is None:
+        raise CarryError(f"{archive}: empty archive")
+    return mix
+
+
+def _texts(path: Path) -> Iterator[str]:
+    with io.open(path, encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)["text"]
+
+
+__all__ = ["pack", "unpack", "restore_train_order", "CarryError", "PACKED", "IN_ARCHIVE", "DERIVED"]
