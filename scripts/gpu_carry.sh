@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Prepare, on the CPU machine, everything the offline GPU machine lacks (see ../shared/briefs/gpu.md):
 #   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA)
-#   .carry/  the small corpus as one archive (docs + tokenizer + manifest), eval-set filter masks and labels,
-#            and the synthetic probe set
+#   .carry/  the small corpus as one archive (docs + tokenizer + manifest)
 # Both folders are git-ignored; name them in the device tool's `carry`. Usage: bash scripts/gpu_carry.sh [mix]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +17,9 @@ need mamba_ssm || (cd "$(mktemp -d)" && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_B
     "$OLDPWD/$PY" -m pip wheel -q --no-build-isolation --no-deps mamba-ssm==2.3.2.post1 -w "$OLDPWD/.whl")
 $PY -m train.data build --mix "$MIX"
 $PY -m train.data pack --mix "$MIX" --out ".carry/corpus-$MIX.tar.xz"
-$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out ".carry/labels-$MIX.parquet" \
-    --filters ".carry/filters-$MIX.npz" --train-corpus "build/corpus/$MIX"
+# labels and filter masks of the eval set: committed under results/ (the figures are drawn from them) and read by
+# the training loop's filtered evaluation on the GPU machine
+$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out results/labels.parquet \
+    --filters results/filters.npz --train-corpus "build/corpus/$MIX"
 # the probe set (27 MB) is generated on the GPU machine instead: deterministic, byte-identical there (6 s)
 du -sh .whl .carry

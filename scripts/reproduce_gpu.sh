@@ -8,6 +8,7 @@
 # with annealed branches), score the final model on the whole eval set and on the synthetic probes, and pack
 # results/{scores,probes,curves,runs}/ARCH-sSEED* into $OUT/ARCH-sSEED.tar.gz (or results/ when OUT is unset).
 # Everything is resumable: rerunning after an interruption continues from the last checkpoint.
+# TRAIN_ARGS="key=value ..." adds training overrides (e.g. a short smoke run: TRAIN_ARGS=train.max_tokens=5000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:?usage: reproduce_gpu.sh SEED ARCH...}
@@ -26,13 +27,13 @@ export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-}
 # 2. corpus (unpacked and re-tokenized; train.bin is verified against the manifest), probes
 [ -f build/corpus/small/train.bin ] || $PY -m train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
 [ -f build/probes/manifest.json ] || $PY -m analysis probes generate --out build/probes --preset small
-FILTERS=.carry/filters-small.npz
+FILTERS=results/filters.npz  # from `python -m analysis label` (make gpu-carry), committed
 
 for ARCH in "${ARCHS[@]}"; do
   RUN=$ARCH-s$SEED
   # 3. train (same data order and schedule for every architecture: both depend on the seed only)
   $PY -m train model="$ARCH" preset=small train.seed="$SEED" run_dir="runs/$RUN" \
-      train.eval.filters="$FILTERS" train.progress=false
+      train.eval.filters="$FILTERS" train.progress=false ${TRAIN_ARGS:-}
   # 4. score the final model on every eval token and on the probes
   $PY -m analysis score --model "runs/$RUN/model" --eval build/corpus/small --context 2048 --batch-size 32 \
       --out "results/scores/$RUN.npz"
