@@ -73,7 +73,7 @@ def overrides(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
             "train.eval.interval=8", "train.checkpoint.interval=5", "train.progress=false", "train.tensorboard=false",
             "train.threads=1", "model.n_layers=2", "model.pattern=[mamba2,attention]", "model.d_model=64",
             "model.n_heads=2", "model.mamba.d_state=8", "model.mamba.headdim=16", "model.mamba.chunk_size=16",
-            *extra]
+            "train.eval.max_docs_per_domain=null", "train.eval.anneal_at=[]", *extra]
 
 
 def train_losses(run_dir: Path) -> list[tuple[int, float]]:
@@ -129,8 +129,9 @@ def test_resume_after_sigkill_reproduces_the_loss_curve(corpus, tmp_path):
                             stderr=subprocess.DEVNULL)
     root = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 120
-    while time.time() < deadline and len(ckpt.list_checkpoints(root)) < 3 and proc.poll() is None:
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None and \
+            max((s for s, _ in ckpt.list_checkpoints(root)), default=0) < 9:  # a few checkpoints in, mid-run
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max((s for s, _ in ckpt.list_checkpoints(root)), default=0)
@@ -209,27 +210,37 @@ def test_bad_keys_fail_before_compute(corpus, tmp_path):
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------------------
-def test_filtered_eval_losses_match_hand_computation(corpus, tmp_path):
-    ev = EvalSet.from_corpus(corpus)
-    rng = np.random.default_rng(1)
-    masks = {"odd_tokens": ev.tokens % 2 == 1, "random": rng.random(ev.n_tokens) < 0.3,
-             "empty": np.zeros(ev.n_tokens, dtype=bool)}
-    np.savez(tmp_path / "filters.npz", eval_hash=np.str_(ev.eval_hash), **masks)
-    t = Trainer(load_run_config(overrides(corpus, tmp_path / "r", f"train.eval.filters={tmp_path / 'filters.npz'}")))
-    got = t.evaluator(t.model)
-    # by hand: each document split into windows of seq_len, first window starting at EOT
-    T, losses = 32, []
+def _hand_losses(model, ev: EvalSet, T: int) -> np.ndarray:
+    """Each document split into windows of T tokens, the first one starting at EOT (docs/formats.md)."""
+    losses = []
     with torch.no_grad():
         for i in range(len(ev.docs)):
             toks = torch.tensor(ev.doc_tokens(i), dtype=torch.long)
             seq = torch.cat([torch.tensor([0]), toks])
             for k in range(0, len(toks), T):
                 n = min(T, len(toks) - k)
-                logits = t.model(seq[k:k + n][None])[0]
-                losses.append(F.cross_entropy(logits, toks[k:k + n], reduction="none"))
-    losses = torch.cat(losses).numpy()
+                losses.append(F.cross_entropy(model(seq[k:k + n][None])[0], toks[k:k + n], reduction="none"))
+    return torch.cat(losses).numpy()
+
+
+@pytest.mark.parametrize("max_docs", [None, 1])
+def test_filtered_eval_losses_match_hand_computation(corpus, tmp_path, max_docs):
+    ev = EvalSet.from_corpus(corpus)
+    rng = np.random.default_rng(1)
+    masks = {"odd_tokens": ev.tokens % 2 == 1, "random": rng.random(ev.n_tokens) < 0.3,
+             "empty": np.zeros(ev.n_tokens, dtype=bool)}
+    np.savez(tmp_path / "filters.npz", eval_hash=np.str_(ev.eval_hash), **masks)
+    t = Trainer(load_run_config(overrides(corpus, tmp_path / "r", f"train.eval.filters={tmp_path / 'filters.npz'}",
+                                          f"train.eval.max_docs_per_domain={max_docs or 'null'}")))
+    got = t.evaluator(t.model)
+    keep = np.arange(ev.n_tokens)
+    if max_docs:  # the first document of each domain: masks are cut to the kept tokens
+        ev, keep = ev.subset(max_docs)
+        assert [d["id"] for d in ev.docs] == ["e0", "e1"]
+    losses = _hand_losses(t.model, ev, 32)
     assert got["eval/all"] == pytest.approx(losses.mean(), rel=1e-5)
     for name, m in masks.items():
+        m = m[keep]
         want = losses[m].mean() if m.any() else float("nan")
         assert (math.isnan(want) and math.isnan(got[f"eval/filter/{name}"])) or \
             got[f"eval/filter/{name}"] == pytest.approx(want, rel=1e-5)
