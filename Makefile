@@ -25,7 +25,7 @@ help:
 	@echo "make test              run the test suite (creates .venv if missing)"
 	@echo "make data DATA=small   build an embedded corpus (tiny | small | large)"
 	@echo "make train-zoo         transformer, hybrid and recurrent with the same data order and seed"
-	@echo "make figures           regenerate figures and the HTML report from results/"
+	@echo "make figures           regenerate figures, the HTML report and RESULTS.md's tables from results/"
 	@echo "make bench             throughput vs reference implementations (GPU machine)"
 	@echo "make gpu-carry         prepare .whl/ and .carry/ for the offline GPU machine"
 	@echo "make reproduce-gpu     the GPU reproduction (on the GPU machine; SEED=0 ARCHS='...')"
@@ -55,6 +55,7 @@ train-zoo: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m analysis figures $(ARGS)
+	$(PY) -m analysis claims --update RESULTS.md
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)

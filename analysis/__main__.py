@@ -5,6 +5,7 @@
     python -m analysis compare  ...   gap tables, bootstrap CIs, regression          (analysis/compare.py)
     python -m analysis figures  ...   every figure + the HTML report from results/   (analysis/figures.py)
     python -m analysis probes   ...   synthetic probes: generate and score           (analysis/probes/)
+    python -m analysis claims   ...   the study's headline claims, measured          (analysis/claims.py)
 
 Each subcommand lives in its own module, which provides add_arguments(parser) and run(args).
 """
@@ -20,6 +21,7 @@ COMMANDS = {
     "compare": "analysis.compare",
     "figures": "analysis.figures",
     "probes": "analysis.probes.cli",
+    "claims": "analysis.claims",
 }
 
 

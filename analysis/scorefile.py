@@ -23,6 +23,9 @@ class Scores:
 
 
 def code_version() -> str:
+    """`git describe` of this checkout; TOKENGAP_CODE_VERSION where the code was copied without .git (GPU runs)."""
+    if os.environ.get("TOKENGAP_CODE_VERSION"):
+        return os.environ["TOKENGAP_CODE_VERSION"]
     try:
         root = Path(__file__).resolve().parents[1]
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True, text=True,

@@ -215,19 +215,28 @@ def independent_columns(gram: np.ndarray, tol: float = 1e-9) -> list[int]:
 
 def ols_clustered(y: np.ndarray, X: np.ndarray, names: list, groups: np.ndarray, alpha: float = 0.05
                   ) -> OLSResult:
-    """OLS of y (N,) on X (N, K) with document-clustered (sandwich) standard errors, clusters = `groups`.
+    """OLS of y (N,) on X (N, K) with cluster-robust (sandwich) standard errors, clusters = `groups`.
 
-    statsmodels `OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": ...})`: small-sample correction
-    G/(G-1) (N-1)/(N-K), normal quantiles for CIs and p-values. Constant and collinear columns (e.g. a category
-    absent from this eval set) are dropped first and listed in `dropped`, since they have no identified coefficient."""
-    import statsmodels.api as sm
-
+    Same estimator and small-sample correction as statsmodels' `OLS(y, X).fit(cov_type="cluster",
+    cov_kwds={"groups": groups})`, i.e. V = c (X'X)^-1 (sum_g s_g s_g') (X'X)^-1 with s_g = X_g' e_g and
+    c = G/(G-1) (N-1)/(N-K); normal quantiles for CIs and p-values (tests/test_analysis_stats.py checks it
+    against statsmodels). Computed from X'X: about 1 s for 1.1M x 32 here, where statsmodels' general fit took
+    6-9 s per regression and `make figures` runs one per comparison. Constant and collinear columns (e.g. a
+    category absent from this eval set) are dropped first and listed in `dropped`."""
     y = np.asarray(y, dtype=np.float64)
     X = np.asarray(X, dtype=np.float64)
-    keep = independent_columns(X.T @ X)
+    gram = X.T @ X
+    keep = independent_columns(gram)
     dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
-    X, names = X[:, keep], [names[j] for j in keep]
+    X, gram, names = X[:, keep], gram[np.ix_(keep, keep)], [names[j] for j in keep]
+    inv = np.linalg.inv(gram)
+    coef = inv @ (X.T @ y)
+    e = y - X @ coef
     _, g = np.unique(groups, return_inverse=True)
-    fit = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": g})
-    return OLSResult(names, np.asarray(fit.params), np.asarray(fit.bse), X.shape[0], int(g.max()) + 1,
-                     float(fit.rsquared), dropped, alpha)
+    G = int(g.max()) + 1
+    S = np.stack([np.bincount(g, weights=X[:, j] * e, minlength=G) for j in range(X.shape[1])], axis=1)
+    n, k = X.shape
+    c = G / (G - 1) * (n - 1) / (n - k)
+    V = c * inv @ (S.T @ S) @ inv
+    r2 = 1 - float(e @ e) / float(((y - y.mean()) ** 2).sum())
+    return OLSResult(names, coef, np.sqrt(np.diag(V)), n, G, r2, dropped, alpha)

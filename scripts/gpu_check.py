@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -36,10 +37,20 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
+T0 = time.perf_counter()
+
+
+def stage(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
+
 def record(check: str, dtype, what: str, err: float) -> None:
+    """Keep the row and print it at once: a later stage that hangs or times out must not hide it."""
     tol = TOL[dtype]
-    rows.append({"check": check, "dtype": str(dtype).removeprefix("torch."), "what": what, "rel_err": err,
-                 "tol": tol, "ok": bool(err <= tol)})
+    r = {"check": check, "dtype": str(dtype).removeprefix("torch."), "what": what, "rel_err": err,
+         "tol": tol, "ok": bool(err <= tol)}
+    rows.append(r)
+    stage(f"{check} | {r['dtype']} | {what}: rel_err {err:.2e} (tol {tol:.0e}) {'ok' if r['ok'] else 'FAIL'}")
 
 
 def run_layer(layer, x, dtype):
@@ -90,8 +101,10 @@ def check_mamba(device, x):
         stock = StockMamba2(cfg.d_model, d_state=m.d_state, d_conv=m.d_conv, expand=m.expand, headdim=m.headdim,
                             ngroups=m.ngroups, chunk_size=m.chunk_size, use_mem_eff_path=False).to(device)
         stock.load_state_dict(ours.state_dict())  # same names and shapes: strict load
-    for dtype in (torch.float32, torch.bfloat16):
-        ref_out = run_layer(ref, x, torch.float32)  # reference always in fp32
+    ref_out = run_layer(ref, x, torch.float32)  # the reference, in fp32
+    stage("mamba2 reference path done")
+    for dtype in (torch.bfloat16, torch.float32):  # bf16 first: the kernels the training runs
+        stage(f"mamba2 triton path, {dtype}")
         triton_out = run_layer(ours, x, dtype)
         compare("mamba2: ours triton vs ours reference(fp32)", dtype, triton_out, ref_out)
         if stock is not None:
@@ -160,10 +173,13 @@ def main() -> int:
            "causal_conv1d": "present" if causal_conv1d_cuda()[0] else causal_conv1d_cuda()[1]}
     print(json.dumps(env))
     x = torch.randn(2, 1000, 512, device=device)  # seqlen not a multiple of the chunk
+    stage("attention")
+    check_attention(device)
+    stage("mamba2 layer")
     why = check_mamba(device, x)
     if why:
         print(f"mamba-ssm unavailable ({why}): stock-Mamba2 comparison skipped")
-    check_attention(device)
+    stage("hybrid LM")
     report = check_lm(device)
     print("\n".join(report))
     w = max(len(r["check"]) for r in rows)

@@ -9,6 +9,7 @@
 # results/{scores,probes,curves,runs}/ARCH-sSEED* into $OUT/ARCH-sSEED.tar.gz (or results/ when OUT is unset).
 # Everything is resumable: rerunning after an interruption continues from the last checkpoint.
 # TRAIN_ARGS="key=value ..." adds training overrides (e.g. a short smoke run: TRAIN_ARGS=train.max_tokens=5000000).
+# The GPU machine's copy of the tree has no .git: set TOKENGAP_CODE_VERSION=<commit> so runs record their code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:?usage: reproduce_gpu.sh SEED ARCH...}

@@ -262,42 +262,51 @@ def fig_curves(curves, out: Path, baseline: str = "transformer"):
     keys = [(k, t) for k, t in CURVE_FILTERS if k in curves.columns and curves[k].notna().any()]
     if not keys:
         return None
-    annealed = curves[curves["annealed"]] if curves["annealed"].any() else curves
-    archs = [a for a in ("transformer", "hybrid", "recurrent") if a in set(annealed["arch"])] + \
-        sorted(set(annealed["arch"]) - {"transformer", "hybrid", "recurrent"})
-    agg = annealed.groupby(["arch", "tokens"])[[k for k, _ in keys]].agg(["mean", "min", "max"])
+    archs = [a for a in ("transformer", "hybrid", "recurrent") if a in set(curves["arch"])] + \
+        sorted(set(curves["arch"]) - {"transformer", "hybrid", "recurrent"})
+    # two series per architecture: stable-phase evaluations (thin line) and WSD-annealed ones (markers)
+    phases = {"stable": curves[~curves["annealed"] & (curves["tokens"] > 0)], "annealed": curves[curves["annealed"]]}
+    style = {"stable": dict(lw=0.9, alpha=0.55), "annealed": dict(marker="o", ms=4, lw=1.6)}
     fig, axes = plt.subplots(2, len(keys), figsize=(3.2 * len(keys), 5.6), squeeze=False, sharex=True)
     rows = []
-    for j, (k, title) in enumerate(keys):
-        ax, axg = axes[0, j], axes[1, j]
-        for i, arch in enumerate(archs):
-            if arch not in agg.index.get_level_values(0):
-                continue
-            g = agg.loc[arch]
-            x = g.index.to_numpy(dtype=np.float64)
-            ax.plot(x, g[(k, "mean")], marker="o", ms=3, color=color(arch, i), label=arch)
-            ax.fill_between(x, g[(k, "min")], g[(k, "max")], color=color(arch, i), alpha=0.2, lw=0)
-            for t, mval, lo, hi in zip(x, g[(k, "mean")], g[(k, "min")], g[(k, "max")]):
-                rows.append({"metric": k, "arch": arch, "tokens": t, "loss": mval, "seed_min": lo, "seed_max": hi})
-            if baseline in agg.index.get_level_values(0) and arch != baseline:
-                base = agg.loc[baseline][(k, "mean")]
-                common = g.index.intersection(base.index)
-                axg.plot(common.to_numpy(dtype=np.float64), base.loc[common] - g.loc[common, (k, "mean")],
-                         marker="o", ms=3, color=color(arch, i), label=f"{baseline} − {arch}")
-        ax.set_title(title, fontsize=9)
-        axg.axhline(0, color="black", lw=0.7)
-        for a_ in (ax, axg):
-            a_.set_xscale("log")
-            a_.xaxis.set_minor_formatter(NullFormatter())
-        axg.set_xlabel("training tokens")
-        if j == 0:
-            ax.set_ylabel("eval loss (nats)")
-            axg.set_ylabel(f"loss({baseline}) − loss(model)")
-            ax.legend(fontsize=7, frameon=False)
-            axg.legend(fontsize=7, frameon=False)
+    for phase, data in phases.items():
+        if data.empty:
+            continue
+        agg = data.groupby(["arch", "tokens"])[[k for k, _ in keys]].agg(["mean", "min", "max"])
+        have = set(agg.index.get_level_values(0))
+        for j, (k, title) in enumerate(keys):
+            ax, axg = axes[0, j], axes[1, j]
+            for i, arch in enumerate(archs):
+                if arch not in have:
+                    continue
+                g = agg.loc[arch]
+                x = g.index.to_numpy(dtype=np.float64)
+                label = arch if phase == "annealed" else None
+                ax.plot(x, g[(k, "mean")], color=color(arch, i), label=label, **style[phase])
+                ax.fill_between(x, g[(k, "min")], g[(k, "max")], color=color(arch, i), alpha=0.15, lw=0)
+                for t, mval, lo, hi in zip(x, g[(k, "mean")], g[(k, "min")], g[(k, "max")]):
+                    rows.append({"metric": k, "phase": phase, "arch": arch, "tokens": t, "loss": mval,
+                                 "seed_min": lo, "seed_max": hi})
+                if baseline in have and arch != baseline:
+                    base = agg.loc[baseline][(k, "mean")]
+                    common = g.index.intersection(base.index)
+                    axg.plot(common.to_numpy(dtype=np.float64), base.loc[common] - g.loc[common, (k, "mean")],
+                             color=color(arch, i), label=f"{baseline} − {arch}" if label else None, **style[phase])
+            ax.set_title(title, fontsize=9)
+            axg.axhline(0, color="black", lw=0.7)
+            for a_ in (ax, axg):
+                a_.set_xscale("log")
+                a_.xaxis.set_minor_formatter(NullFormatter())
+            axg.set_xlabel("training tokens")
+            if j == 0 and phase == "annealed":
+                ax.set_ylabel("eval loss (nats)")
+                axg.set_ylabel(f"loss({baseline}) − loss(model)")
+                ax.legend(fontsize=7, frameon=False)
+                axg.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    which = "WSD-annealed checkpoints" if curves["annealed"].any() else "checkpoints (no annealed evaluations found)"
     return save(fig, out, "curves", "9. Filtered loss curves during training",
-                f"Eval loss under the training loop's filter masks at {which}, mean over seeds (band: min–max over "
-                f"seeds). Bottom: loss({baseline}) − loss(model) at the same token counts: positive = the model beats "
-                f"the {baseline}.", pd.DataFrame(rows))
+                "Eval loss under the training loop's filter masks: thin lines at stable-phase (constant learning rate) "
+                "evaluations, markers at WSD-annealed checkpoints (a short decay branched off the stable run, and the "
+                "final decay), which is how the study evaluates; mean over seeds (band: min–max over seeds). Bottom: "
+                f"loss({baseline}) − loss(model) at the same token counts: positive = the model beats the {baseline}.",
+                pd.DataFrame(rows))

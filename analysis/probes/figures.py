@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.figures.plots import ARCH_COLORS as COLORS  # one palette for every figure of the report
 from analysis.probes.probeset import PROBES
 from analysis.probes.scoring import ProbeResult, load_results
 
 ARCHS = ("transformer", "hybrid", "recurrent")
-COLORS = {"transformer": "#1f77b4", "hybrid": "#d62728", "recurrent": "#2ca02c"}
-EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+EXTRA_COLORS = ("#2a9d3a", "#b03060", "#7a4fb0", "#8c564b")
 FILE = re.compile(r"^(?P<arch>.+)-s(?P<seed>\d+)\.npz$")
 
 
