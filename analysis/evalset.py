@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
+
+from models.atomic import atomic_write_stream
 
 CACHE_NAME = "eval_tokens.npz"
 
@@ -142,19 +142,10 @@ class EvalSet:
         return ev
 
     def save_tokens(self, path: Union[str, Path], docs_sha256: str = "") -> None:
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, tokens=self.tokens, doc_index=self.doc_index, offsets=self.offsets,
-                                doc_starts=self.doc_starts, eot_id=np.int64(self.eot_id),
-                                tokenizer_sha256=np.str_(self.tokenizer_sha256), docs_sha256=np.str_(docs_sha256),
-                                eval_hash=np.str_(self.eval_hash))
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_stream(path, lambda f: np.savez_compressed(
+            f, tokens=self.tokens, doc_index=self.doc_index, offsets=self.offsets, doc_starts=self.doc_starts,
+            eot_id=np.int64(self.eot_id), tokenizer_sha256=np.str_(self.tokenizer_sha256),
+            docs_sha256=np.str_(docs_sha256), eval_hash=np.str_(self.eval_hash)))
 
     # ---- per-token views ----------------------------------------------------------------------------
     def doc_tokens(self, i: int) -> np.ndarray:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
@@ -25,6 +23,7 @@ import numpy as np
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
 from analysis.evalset import EvalSet
+from models.atomic import atomic_write_stream
 
 META_KEY = b"tokengap"
 
@@ -98,21 +97,10 @@ def write_labels(path: Union[str, Path], df, meta: dict) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are shared and committed
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_stream(path, lambda f: pq.write_table(table, f, compression="zstd"))
 
 
 def read_labels_meta(path: Union[str, Path]) -> dict:
@@ -130,18 +118,8 @@ def read_labels(path: Union[str, Path], columns: Optional[Sequence[str]] = None)
 
 
 def write_filters(path: Union[str, Path], masks: Mapping[str, np.ndarray], eval_hash: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, eval_hash=np.str_(eval_hash), **{k: np.asarray(v, dtype=bool) for k, v in masks.items()})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_stream(path, lambda f: np.savez_compressed(
+        f, eval_hash=np.str_(eval_hash), **{k: np.asarray(v, dtype=bool) for k, v in masks.items()}))
 
 
 def load_filters(path: Union[str, Path]) -> tuple[dict[str, np.ndarray], str]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
+
+from models.atomic import atomic_write_stream
 
 
 @dataclass
@@ -36,19 +37,8 @@ def code_version() -> str:
 
 
 def save_scores(path: Union[str, Path], loss: np.ndarray, correct: np.ndarray, meta: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, loss=loss.astype(np.float32), correct=correct.astype(bool),
-                            meta=np.str_(json.dumps(meta, sort_keys=True)))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_stream(path, lambda f: np.savez_compressed(
+        f, loss=loss.astype(np.float32), correct=correct.astype(bool), meta=np.str_(json.dumps(meta, sort_keys=True))))
 
 
 def load_scores(path: Union[str, Path]) -> Scores:

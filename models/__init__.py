@@ -7,10 +7,21 @@
 
 Configs for the three zoo models live in conf/model/{transformer,hybrid,recurrent}.yaml, sizes in conf/size/.
 `python -m models model=hybrid size=small` prints the resolved layers and parameter counts.
-"""
-from models.config import ConfigError, MambaConfig, ModelConfig, resolve_layers, validate
-from models.io import from_pretrained, save_pretrained
-from models.lm import LM, build_model, chunked_cross_entropy
 
-__all__ = ["ConfigError", "MambaConfig", "ModelConfig", "LM", "build_model", "chunked_cross_entropy",
-           "resolve_layers", "validate", "from_pretrained", "save_pretrained"]
+Names are imported on first use (PEP 562), so `import models.atomic` or `models.config` does not load torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "ConfigError": "models.config", "MambaConfig": "models.config", "ModelConfig": "models.config",
+    "resolve_layers": "models.config", "validate": "models.config",
+    "LM": "models.lm", "build_model": "models.lm", "chunked_cross_entropy": "models.lm",
+    "from_pretrained": "models.io", "save_pretrained": "models.io",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -1,50 +1,17 @@
 """Saving and loading zoo models (safetensors + config.json), atomically, with a checksum verified on load."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 
+from models.atomic import atomic_write, atomic_write_text, sha256_file
 from models.config import from_dict, to_dict
 from models.lm import LM
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
-
-
-def sha256_file(path: Union[str, Path], bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) for a temp file beside `path`, fsync it, then rename over `path`.
-
-    A crash at any point leaves either the old file or the new one, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_pretrained(model: LM, directory: Union[str, Path], extra: Optional[dict] = None) -> Path:

@@ -19,7 +19,8 @@ from typing import Optional
 
 import torch
 
-from models.io import atomic_write_text, save_pretrained, sha256_file
+from models.atomic import atomic_write_text, sha256_file
+from models.io import save_pretrained
 
 STEP_DIR = re.compile(r"^step_(\d{9})$")
 META = "meta.json"

@@ -29,7 +29,7 @@ from analysis.evalset import EvalSet
 from analysis.score import ZooScorer, code_version, score
 from models import LM
 from models.config import ConfigError
-from models.io import atomic_write_text
+from models.atomic import atomic_write_text
 from train.checkpoint import CheckpointError, latest, load_train_state, prune, save_checkpoint, verify
 from train.config import RunConfig, load_run_config, validate_run
 from train.data.loader import PackedCorpus, TokenWindows

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -19,18 +17,11 @@ from typing import Optional, Sequence, Union
 from analysis.evalset import read_jsonl, sha256_bytes
 from analysis.probes import brackets, entity, pronoun, recall
 from analysis.probes.base import count_pretokens, generate_docs
+from models.atomic import atomic_write_text
 
 PROBES = {p.name: p for p in (pronoun.PROBE, entity.PROBE, brackets.PROBE, recall.PROBE)}
 PRESETS = ("small", "tiny")
 DOCS, TARGETS, MANIFEST = "probes.jsonl", "targets.jsonl", "manifest.json"
-
-
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
 
 
 def _jsonl(records) -> str:
@@ -93,9 +84,9 @@ def generate_probe_set(out_dir: Union[str, Path], seed: int = 0, preset: str = "
         "probe_set_hash": sha256_bytes(docs_text.encode(), targets_text.encode()),
         "baselines": baseline_rows(targets),
     }
-    _write(out_dir / DOCS, docs_text)
-    _write(out_dir / TARGETS, targets_text)
-    _write(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out_dir / DOCS, docs_text)
+    atomic_write_text(out_dir / TARGETS, targets_text)
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 

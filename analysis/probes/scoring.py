@@ -13,8 +13,6 @@ candidates), and `first_shared` marks answers whose first token is also another 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -23,6 +21,7 @@ import numpy as np
 
 from analysis.evalset import EvalSet, TextTokenizer
 from analysis.probes.probeset import ProbeSet
+from models.atomic import atomic_write_stream
 
 ARRAYS = ("loss", "correct", "token", "n_pieces", "first_shared", "chance", "chance_token", "doc", "level", "probe",
           "kind", "answer", "piece")
@@ -137,18 +136,8 @@ def score_probe_set(scorer, probes: ProbeSet, tokenizer: TextTokenizer, context_
 
 
 def save_results(path: Union[str, Path], arrays: dict, meta: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **{k: np.asarray(arrays[k]) for k in ARRAYS},
-                            meta=np.str_(json.dumps(meta, sort_keys=True)))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_stream(path, lambda f: np.savez_compressed(
+        f, **{k: np.asarray(arrays[k]) for k in ARRAYS}, meta=np.str_(json.dumps(meta, sort_keys=True))))
 
 
 def load_results(path: Union[str, Path]) -> ProbeResult:

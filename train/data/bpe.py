@@ -8,12 +8,13 @@ documents.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from models.atomic import sha256_file
 
 EOT = "<|endoftext|>"
 EOT_ID = 0
@@ -50,10 +51,6 @@ def load(path: Path):
     return tok
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def encode_batches(tok, texts: Iterable[str], batch_chars: int = 4_000_000) -> Iterator[list[np.ndarray]]:
     """Token ids (int64 arrays) of `texts`, in order, a batch of documents at a time (parallel inside a batch)."""
     tok.encode_special_tokens = True
@@ -80,5 +77,5 @@ def count_tokens(tok, texts: Sequence[str]) -> int:
     return sum(len(a) for batch in encode_batches(tok, texts) for a in batch)
 
 
-__all__ = ["EOT", "EOT_ID", "set_threads", "train_bpe", "load", "file_sha256", "encode_batches",
+__all__ = ["EOT", "EOT_ID", "set_threads", "train_bpe", "load", "sha256_file", "encode_batches",
            "encode_with_offsets", "count_tokens"]

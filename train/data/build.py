@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .bpe import EOT, count_tokens, file_sha256, train_bpe
+from .bpe import EOT, count_tokens, sha256_file, train_bpe
 from .collect import EXTRACT_VERSION, extracted, fetch_source, split_long
 from .config import DOMAINS, DataConfig
 from .fetch import FetchError, HashMismatch, Lock
@@ -189,7 +189,7 @@ def make_manifest(cfg, lock, records, dup, near, train, held, info, eval_tokens,
             rec.update(documents=tn, bytes=tb, eval_documents=en, eval_bytes=eb,
                        exact_duplicates_dropped=dup.get(name, 0))
     split_bytes = lambda split: sum(c[1] for k, c in count.items() if k[:2] == (split, "domain"))  # noqa: E731
-    files = {rel: {"sha256": file_sha256(work / rel), "bytes": (work / rel).stat().st_size} for rel in CORPUS_FILES}
+    files = {rel: {"sha256": sha256_file(work / rel), "bytes": (work / rel).stat().st_size} for rel in CORPUS_FILES}
     m = {
         "mix": cfg.mix, "builder_version": BUILDER_VERSION, "config": _config_dict(cfg),
         "config_sha256": cfg.content_hash(), "lock_sha256": lock_hash(lock_entries(cfg, lock)),

@@ -8,7 +8,6 @@ them back in training order (the seeded sha256 order of ids) and checks docs/tra
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from models.atomic import sha256_file
+
 PACKED = ("manifest.json", "tokenizer.json", "docs/train.jsonl", "docs/eval.jsonl")  # what unpack restores
 IN_ARCHIVE = ("manifest.json", "tokenizer.json", "docs/train.by_id.jsonl", "docs/eval.jsonl")
 DERIVED = ("train.bin", "train.json", "train_docs.npy")
@@ -28,21 +29,13 @@ class CarryError(RuntimeError):
     """A packed corpus that does not match its manifest."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pack(corpus: Path, out: Path, log: Callable = print) -> Path:
     """`corpus` (a built `<root>/<mix>`) -> `out` (.tar.xz). Uses the `xz` program when present (multi-threaded),
     else Python's lzma; both at preset 9."""
     corpus, out = Path(corpus), Path(out)
     manifest = json.loads((corpus / "manifest.json").read_text())
     for rel in PACKED[1:]:
-        if _sha256(corpus / rel) != manifest["files"][rel]["sha256"]:
+        if sha256_file(corpus / rel) != manifest["files"][rel]["sha256"]:
             raise CarryError(f"{corpus / rel}: sha256 differs from the manifest; rebuild before packing")
     t0 = time.time()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +127,7 @@ def unpack(archive: Path, root: Path, workers: int = 16, log: Callable = print) 
 
 
 def _check(path: Path, expected: str, rel: str) -> None:
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise CarryError(f"{rel}: sha256 {actual} differs from the manifest's {expected}. "
                          "The archive is corrupt, or this tokenizers version encodes differently.")

@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from models.atomic import atomic_write_text, sha256_file
+
 LOCK_PATH = Path(__file__).with_name("sources.lock.json")
 NPM_REGISTRY = os.environ.get("TOKENGAP_NPM_REGISTRY", "https://registry.npmjs.org").rstrip("/")
 PYPI_SIMPLE = os.environ.get("TOKENGAP_PYPI_SIMPLE", "https://pypi.org/simple").rstrip("/")
@@ -40,14 +42,6 @@ class HashMismatch(FetchError):
 
 class ToolMissing(FetchError):
     """A command-line tool a source needs (apt-get) is not installed."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- lock file ------------------------------------------------------------------------------------
@@ -72,13 +66,6 @@ class Lock:
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.data, sort_keys=True).encode()).hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ---- verified download into the cache ----------------------------------------------------------------

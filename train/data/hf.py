@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .bpe import EOT, file_sha256, load
+from .bpe import EOT, sha256_file, load
 from .shards import write_token_files
 
 
@@ -47,7 +47,7 @@ def prepare_hf(path: str, name: Optional[str] = None, split: str = "train", data
         manifest = {"hf": {"path": path, "name": name, "split": split, "data_files": data_files,
                            "text_field": text_field, "streaming": streaming, "max_tokens": max_tokens},
                     "tokenizer_sha256": info["tokenizer_sha256"], "vocab_size": info["vocab_size"],
-                    "files": {rel: {"sha256": file_sha256(work / rel), "bytes": (work / rel).stat().st_size}
+                    "files": {rel: {"sha256": sha256_file(work / rel), "bytes": (work / rel).stat().st_size}
                               for rel in ("tokenizer.json", "train.bin", "train.json", "train_docs.npy")}}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
         if out.exists():

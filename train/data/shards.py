@@ -10,7 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .bpe import EOT_ID, encode_batches, file_sha256
+from .bpe import EOT_ID, encode_batches, sha256_file
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -42,7 +42,7 @@ def write_token_files(out_dir: Path, tok, tokenizer_path: Path, texts: Iterable[
                 break
     np.save(out_dir / "train_docs.npy", np.asarray(starts + [n], dtype=np.int64))
     info = {"dtype": dtype.name, "n_tokens": n, "n_docs": len(starts), "vocab_size": vocab, "eot_id": EOT_ID,
-            "tokenizer_sha256": file_sha256(tokenizer_path)}
+            "tokenizer_sha256": sha256_file(tokenizer_path)}
     (out_dir / "train.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return {**info, "sha256": h.hexdigest()}
 
