@@ -74,7 +74,10 @@ def loss_means(sides: dict, masks: dict) -> dict:
     return {a: {k: float(s.loss.mean(0)[m].mean()) for k, m in masks.items()} for a, s in sides.items()}
 
 
-def build(results: Path, n_boot: int = 1000) -> tuple[list[dict], dict]:
+def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
+          text_only: bool = False) -> tuple[list[dict], dict]:
+    """The claim rows. keep: (N,) bool, restrict the natural-text rows (claims 1-4) to these tokens;
+    text_only: leave out the probe and training-curve rows (claims 5, 6)."""
     import pandas as pd
 
     from analysis.probes.compare import compare as probe_compare
@@ -102,6 +105,8 @@ def build(results: Path, n_boot: int = 1000) -> tuple[list[dict], dict]:
 
     def row(claim, what, study, b, masks, sign, rule, contrast=False, note=""):
         """One row: the gap (or the difference of two masks' gaps when contrast) for A=transformer vs B=b."""
+        if keep is not None:
+            masks = [x & keep for x in masks]
         cm = meas.means(gap_of(b), masks)
         r = cm.contrast(0, 1) if contrast else None
         m, lo, hi = (r.mean, r.lo, r.hi) if contrast else (cm.mean[0], cm.lo[0], cm.hi[0])
@@ -121,7 +126,7 @@ def build(results: Path, n_boot: int = 1000) -> tuple[list[dict], dict]:
         ratio = float(gap_of(b)[F["content"]].mean() / gap_of(b)[F["function"]].mean())
         row(1, "content − function", "> 0 (≈ +0.02)", b, [F["content"], F["function"]], +1, None, contrast=True,
             note=f"ratio content / function {ratio:.2f} (study ≈ 2)")
-        overall = float(gap_of(b).mean())
+        overall = float(gap_of(b)[keep].mean() if keep is not None else gap_of(b).mean())
         row(1, "gap on existential there (EX)", "among the largest", b, [ptb == "EX"], +1,
             lambda m, lo, hi: "agrees" if lo > overall else "disagrees" if hi < overall else "inconclusive",
             note=f"agrees if the CI lies above the gap on all tokens ({overall:+.3f})")
@@ -132,7 +137,8 @@ def build(results: Path, n_boot: int = 1000) -> tuple[list[dict], dict]:
             row(2, f"gap on {label}", "> 0 (hybrid helps)", b, [F[name]], +1, None)
         # 3. repeated n-grams: the advantage nearly vanishes
         for n in (4, 8):
-            novel = float(gap_of(b)[~F[f"repeated_{n}"]].mean())
+            novel_mask = ~F[f"repeated_{n}"] & (keep if keep is not None else True)
+            novel = float(gap_of(b)[novel_mask].mean())
             row(3, f"gap on repeated {n}-grams", "≈ 0, not clearly negative", b, [F[f"repeated_{n}"]], +1,
                     lambda m, lo, hi, novel=novel: "agrees" if lo < 0.25 * novel and hi > 0 else "disagrees",
                 note=f"agrees if the CI reaches below a quarter of the gap on novel tokens ({0.25 * novel:+.3f}) "
@@ -148,6 +154,9 @@ def build(results: Path, n_boot: int = 1000) -> tuple[list[dict], dict]:
         row(4, "gap on closing braces", "≈ 0 (transformer matches)", b, [brace_close], +1,
             lambda m, lo, hi: "agrees" if lo <= 0 <= hi else "disagrees", note="agrees if the CI includes 0")
 
+    if text_only:
+        rows.sort(key=lambda r: r["claim"])
+        return rows, info
     # 1 (cont.): which PTB tags have the largest gap (hybrid)
     if "hybrid" in sides:
         tags = [t for t in np.unique(ptb) if t and (ptb == t).sum() >= 1000]
@@ -251,6 +260,31 @@ def describe_layers(layers: list) -> str:
     return body if p == n else f"{body} ×{n // p}" if len(runs) == 1 and runs[0][1] == 1 else f"({body}) ×{n // p}"
 
 
+def clean_tokens(results: Path, labels_doc: np.ndarray, max_overlap: float = 0.5) -> Optional[tuple]:
+    """(N,) bool: tokens of eval documents with < max_overlap of their 13-grams in training and no chunk of
+    the same file in training (results/eval_overlap.json, scripts/eval_overlap.py); None without that file."""
+    path = results / "eval_overlap.json"
+    if not path.is_file():
+        return None
+    ov = json.loads(path.read_text())
+    bad = {int(i) for i, r in ov["docs"].items() if r["ngram13_in_train"] >= max_overlap or r["sibling_in_train"]}
+    return ~np.isin(labels_doc, sorted(bad)), len(bad), ov["n_docs"]
+
+
+def robustness_markdown(full: list[dict], clean: list[dict], n_bad: int, n_docs: int, n_tokens: int) -> str:
+    by_key = {(r["claim"], r["what"], r["vs"]): r for r in clean}
+    lines = [f"Without the {n_bad} of {n_docs} eval documents that have ≥50% of their word 13-grams in the training "
+             f"split or another chunk of the same file in it ({n_tokens:,} tokens left; `scripts/eval_overlap.py`):",
+             "", "| # | measurement | all eval documents | without overlapping documents | verdict |", "|---|---|---|---|---|"]
+    for r in full:
+        c = by_key.get((r["claim"], r["what"], r["vs"]))
+        if c is None or r["measured"] != r["measured"]:
+            continue
+        lines.append(f"| {r['claim']} | {r['what']} | {fmt(r['measured'], r['lo'], r['hi'])} | "
+                     f"{fmt(c['measured'], c['lo'], c['hi'])} | {c['verdict']} |")
+    return "\n".join(lines)
+
+
 def runs_table(results: Path) -> str:
     """One row per training run: size, tokens, wall time and throughput (results/runs/*), final losses."""
     from analysis.scorefile import load_scores
@@ -295,6 +329,12 @@ def run(args: argparse.Namespace) -> int:
     rows, info = build(results, args.n_boot)
     pd.DataFrame(rows).to_csv(results / "claims.csv", index=False, float_format="%.6g")
     md = to_markdown(rows, info)
+    doc = pd.read_parquet(results / "labels.parquet", columns=["doc_index"])["doc_index"].to_numpy()
+    clean = clean_tokens(results, doc)
+    if clean is not None:
+        keep, n_bad, n_docs = clean
+        robust, _ = build(results, args.n_boot, keep=keep, text_only=True)
+        md += "\n\n" + robustness_markdown(rows, robust, n_bad, n_docs, int(keep.sum()))
     (results / "claims.md").write_text(md + "\n")
     runs = runs_table(results) if (results / "runs").is_dir() else ""
     if args.update:

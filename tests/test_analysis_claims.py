@@ -55,3 +55,26 @@ def test_describe_layers():
     assert describe_layers(["mamba2"] * 3 + ["attention"] + ["mamba2"] * 3 + ["attention"]) == "(mamba2 ×3, attention) ×2"
     assert describe_layers(["attention"] * 8) == "attention ×8"
     assert describe_layers(["mamba2", "attention", "mamba2", "swa"]) == "mamba2, attention, mamba2, swa"
+
+
+def test_robustness_rows_leave_out_the_overlapping_documents(results, tmp_path):
+    import json
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from analysis.claims import clean_tokens
+
+    res = tmp_path / "res"
+    shutil.copytree(results, res)
+    doc = pd.read_parquet(res / "labels.parquet", columns=["doc_index"])["doc_index"].to_numpy()
+    n_docs = int(doc.max()) + 1
+    docs = {str(i): {"id": f"d{i}", "domain": "x", "ngram13_in_train": 0.9 if i < 3 else 0.0,
+                     "sibling_in_train": i == 5} for i in range(n_docs)}
+    (res / "eval_overlap.json").write_text(json.dumps({"eval_hash": "h", "n_docs": n_docs, "docs": docs}))
+    keep, n_bad, _ = clean_tokens(res, doc)
+    assert n_bad == 4 and keep.sum() == np.isin(doc, [0, 1, 2, 5], invert=True).sum()
+    run(argparse.Namespace(results=str(res), update=None, n_boot=100))
+    text = (res / "claims.md").read_text()
+    assert "Without the 4 of" in text and f"({int(keep.sum()):,} tokens left" in text

@@ -25,6 +25,14 @@ def test_recovers_after_bad_indentation():
     assert got[10:13] == ["identifier", "operator", "number"]
 
 
+def test_the_line_that_fails_is_labelled_too():
+    # a chunk that starts inside a method, then dedents to a `def`: that `def` line must not be skipped
+    pieces = ["        ", "return", " x", "\n", "    ", "def", " g", "(", "self", "):", "\n", "        ", "pass", "\n"]
+    got = py(pieces)
+    assert got[1] == "keyword" and got[5:10] == ["keyword", "identifier", "operator", "identifier", "operator"]
+    assert got[12] == "keyword"
+
+
 def test_unterminated_triple_quote_is_a_string_to_the_end():
     got = py(["x", " =", " \"\"\"", "doc", "\n", "more", " text"])
     assert got == ["identifier", "operator", "string", "string", "whitespace", "string", "string"]

@@ -32,3 +32,18 @@ def test_latex_escapes_and_display_math():
     pieces = ["50", "\\%", " of", " \\$", "3", " $$", "y", "$$", " \\[", "z", "\\]", " end"]
     assert lex("latex", "latex_lex", pieces, "latex") == [
         "text", "command", "text", "command", "text", "math", "math", "math", "math", "math", "math", "text"]
+
+
+def test_unclosed_dollar_math_ends_where_tex_would_end_it():
+    # macro code like amsppt.sty: `$$` inside conditionals must not make the rest of the file "math"
+    pieces = ["\\noindent", "$$", "x", "\\else", "$$", "\\fi", " text", " \\egroup", "$$", "}", " more", " words"]
+    got = lex("latex", "latex_lex", pieces, "latex")
+    assert got[:3] == ["command", "math", "math"]  # opened, then ended by \else
+    assert got[3] == "command" and got[5] == "command" and got[6] == "text"
+    assert got[8] == "math" and got[9] == "syntax" and got[10:] == ["text", "text"]  # `}` closes the group
+    # a blank line ends an unclosed `$`; balanced math inside a definition's braces stays math
+    assert lex("latex", "latex_lex", ["Cost", " $", "5", "\n\n", "Next", " line"], "latex") == [
+        "text", "math", "math", "whitespace", "text", "text"]
+    assert lex("latex", "latex_lex", ["\\def", "\\f", "{", "$", "\\frac", "{", "a", "}{", "b", "}", "$", "}", " t"],
+               "latex") == ["command", "command", "syntax", "math", "math", "math", "math", "math", "math", "math",
+                            "math", "syntax", "text"]

@@ -1,8 +1,9 @@
 """Python lexical categories from the standard library's `tokenize` (paper.md: identifier / keyword / string /
 comment / number / operator), painted onto characters, then read at each model token's anchor.
 
-Eval documents may be fragments or not valid Python: tokenizing restarts on the line after an error, and an
-unterminated triple-quoted string runs to the end of the document.
+Eval documents may be fragments or not valid Python: after an error (e.g. a chunk that starts inside a method
+and then dedents to a `def`), tokenizing restarts at the failing line itself, or at the next line when the
+failure is on the first line of a pass; an unterminated triple-quoted string runs to the end of the document.
 """
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ def python_char_classes(text: str, max_restarts: int = 2000) -> np.ndarray:
             if "string" in msg:  # unterminated triple-quoted string: a string to the end
                 cls[int(line_starts[line + row - 1]) + col:] = _CODE["string"]
             break
-        except (SyntaxError, ValueError) as exc:  # IndentationError & co.: go on after the failing line
+        except (SyntaxError, ValueError) as exc:  # IndentationError & co.: restart at the failing line
             row = getattr(exc, "lineno", None) or 1
-            line = line + row
+            line = line + row - 1 if row > 1 else line + 1  # (a failure on a pass's first line: skip it)
     cls.setflags(write=False)
     return cls
 
@@ -70,7 +71,7 @@ def paint_to_tokens(doc: DocView, char_classes: np.ndarray, names: Sequence[str]
     return out
 
 
-@labeler("python", columns=("py_lex",), version=1)
+@labeler("python", columns=("py_lex",), version=2)
 def python_lexical(doc: DocView, *, domains: Sequence[str] = ("python",)) -> dict[str, np.ndarray]:
     """`py_lex`: identifier / keyword / string / comment / number / operator / other / whitespace for
     documents of a Python domain, "" elsewhere. A model token takes the class of its first non-space

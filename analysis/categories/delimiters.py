@@ -54,7 +54,9 @@ def delimiter_spans(text: str, domain: str, html_domains: Sequence[str] = ("html
     return sorted(big + singles)
 
 
-@labeler("delimiters", columns=("delim_type", "delim_dir", "delim_lead", "delim_merged"), version=1)
+# version: bump it with markup.html_lex / latex_lex too, whose delimiter scans this labeler reuses
+# (2: unclosed `$` math now ends where TeX would end it)
+@labeler("delimiters", columns=("delim_type", "delim_dir", "delim_lead", "delim_merged"), version=2)
 def delimiters(doc: DocView, *, html_domains: Sequence[str] = ("html",), latex_domains: Sequence[str] = ("latex",)
                ) -> dict[str, np.ndarray]:
     """`delim_type` (paren / bracket / brace / angle / html / latex_env / dollar or ""), `delim_dir` (open /

@@ -90,6 +90,11 @@ KEY_COMMANDS = frozenset("""begin end label ref eqref cref Cref autoref pageref 
     usepackage documentclass RequirePackage input include includegraphics bibliography bibliographystyle
     newcommand renewcommand providecommand newenvironment renewenvironment url hypersetup
     setlength addtolength setcounter""".split())
+# commands that never occur inside real math: where one follows an unclosed `$` / `$$`, the math has ended
+# (macro code such as `\noindent$$...\else$$\fi` in .sty files would otherwise stay "math" to the end)
+MATH_BREAKERS = frozenset("""par else fi or def gdef edef xdef let newcommand renewcommand providecommand
+    newenvironment renewenvironment egroup endgroup makeatletter makeatother""".split())
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _LATEX_TOKEN = re.compile(r"""(?P<comment>%[^\n]*)
     |(?P<env>\\(?P<be>begin|end)\s*\{(?P<envname>[^{}\n]*)\})
     |(?P<mopen>\\\(|\\\[)
@@ -106,18 +111,32 @@ def latex_lex(text: str) -> Lexed:
     """Classes: text, command (`\\name`, `\\begin{env}`, and the key arguments of \\label, \\cite, ...),
     math (everything in $...$, $$...$$, \\(...\\), \\[...\\] and math environments, delimiters included),
     comment (`% ...`), syntax (`{ } & ~ ^ _ #` in text mode). Delimiters: ("dollar", open/close) for each math
-    `$` or `$$`, ("latex_env", open/close) for `\\begin{..}` / `\\end{..}`."""
+    `$` or `$$`, ("latex_env", open/close) for `\\begin{..}` / `\\end{..}`.
+
+    An unclosed `$` / `$$` ends where TeX would not let math go on: at a blank line (TeX: "Missing $ inserted"),
+    at a `}` closing the group the math was opened in, and at a command of MATH_BREAKERS (\\par, \\else, \\fi,
+    \\def, ...); such an end has no closing delimiter."""
     cls = np.full(len(text), _L["text"], dtype=np.int8)
     delims = []
     mode = None  # None (text) or what opened math mode: "$", "$$", "\\(", "\\[", or an environment name
+    depth, math_depth = 0, 0  # brace depth now, and where the current `$` math began
     pos = 0
     while True:
         m = _LATEX_TOKEN.search(text, pos)
+        if mode in ("$", "$$"):  # a blank line before the next token ends dollar math
+            blank = _BLANK_LINE.search(text, pos, m.start() if m else len(text))
+            if blank is not None:
+                cls[pos:blank.start()] = _L["math"]
+                mode, pos = None, blank.start()
         if m is None:
             if mode is not None:
                 cls[pos:] = _L["math"]
             break
         a, b = m.span()
+        if mode in ("$", "$$") and ((m.group("syn") == "}" and depth <= math_depth) or
+                                    (m.group("cmd") and m.group("cname") in MATH_BREAKERS)):
+            cls[pos:a] = _L["math"]
+            mode, pos = None, a
         if mode is not None:
             cls[pos:a] = _L["math"]
         kind = next(k for k in ("comment", "env", "mopen", "mclose", "cmd", "dd", "d", "syn") if m.group(k))
@@ -141,7 +160,7 @@ def latex_lex(text: str) -> Lexed:
             cls[a:b] = _L["math"]
             tok = m.group()
             if mode is None:
-                mode = tok
+                mode, math_depth = tok, depth
                 delims.append((a, b, "dollar", "open"))
             elif mode == tok:
                 mode = None
@@ -158,12 +177,13 @@ def latex_lex(text: str) -> Lexed:
                         b = arg.end()
         else:  # syn
             cls[a:b] = _L["math"] if mode is not None else _L["syntax"]
+            depth += {"{": 1, "}": -1}.get(m.group(), 0)
         pos = b
     cls.setflags(write=False)
     return Lexed(cls, tuple(delims))
 
 
-@labeler("latex", columns=("latex_lex",), version=1)
+@labeler("latex", columns=("latex_lex",), version=2)
 def latex_lexical(doc: DocView, *, domains: Sequence[str] = ("latex",)) -> dict[str, np.ndarray]:
     """`latex_lex`: text / command / math / comment / syntax / whitespace in LaTeX documents, "" elsewhere."""
     if doc.domain not in domains:
