@@ -3,9 +3,11 @@
     python -m analysis claims [--results results] [--update RESULTS.md]
 
 Reads results/scores/<arch>-s<seed>.npz, results/labels.parquet, results/filters.npz, results/curves/*.jsonl and
-results/probes/*.npz; writes results/claims.csv and results/claims.md, and with --update replaces the text between
-`<!-- claims:begin -->` and `<!-- claims:end -->` (and the per-run table between `<!-- runs:begin/end -->`) in
-RESULTS.md, so every number there comes from this command.
+results/probes/<arch>-s<seed>.npz; writes results/claims.csv and results/claims.md, and with --update replaces the
+text between `<!-- claims:begin -->` and `<!-- claims:end -->` (and the per-run table between
+`<!-- runs:begin/end -->`) in RESULTS.md, so every number there comes from this command. With
+results/probes/shortcuts.npz (`python -m analysis probes shortcuts`, docs/probes.md) claim 5 gets one more row per
+probe that has shortcut-settled targets: the same gap without them.
 
 Gap = loss(transformer) - loss(B): positive favours B. Per-token losses are averaged over each architecture's
 seeds; CIs resample documents within domains (1000 replicates, shared by all rows, so differences between two
@@ -72,6 +74,43 @@ class Measure:
 def loss_means(sides: dict, masks: dict) -> dict:
     """{arch: {mask name: mean loss}} (seed-averaged per token)."""
     return {a: {k: float(s.loss.mean(0)[m].mean()) for k, m in masks.items()} for a, s in sides.items()}
+
+
+SHORTCUTS = "shortcuts.npz"  # under results/probes/: per-target shortcut flags (analysis/probes/shortcuts.py)
+PROBE_CLAIMS = (("pronoun", "pronoun", "hybrid wins (> 0)", +1), ("entity", "box", "hybrid wins (> 0)", +1),
+                ("brackets", "delim", "transformer wins (< 0)", -1), ("recall", "value", "(not in the study)", 0))
+
+
+def probe_rows(df, noise, excluded: bool = False) -> list[dict]:
+    """Claim 5 rows from `analysis.probes.compare.compare` tables (A = transformer, B = hybrid) over all levels.
+    excluded: the tables were computed without the shortcut-settled targets (compare(..., exclude=...)); only
+    probes with a target left out get a row, labelled as such."""
+    out = []
+    for probe, kind, study, sign in PROBE_CLAIMS:
+        sel = df[(df.probe == probe) & (df.kind == kind) & (df.level.astype(str) == "all")]
+        if excluded and (sel.empty or int(sel.iloc[0].n_excluded) == 0):
+            continue
+        r = sel.iloc[0]
+        nz = None
+        if noise is not None:
+            nr = noise[(noise.probe == probe) & (noise.kind == kind) & (noise.level.astype(str) == "all")].iloc[0]
+            nz = float(nr.gap)
+        acc = f"accuracy T {r.acc_a:.3f} / H {r.acc_b:.3f} (chance {r.chance:.3f})"
+        v = within_noise(verdict(r.gap_lo, r.gap_hi, sign), float(r.gap), nz) if sign else "—"
+        if sign and max(r.acc_a, r.acc_b) < r.chance + 0.03:
+            acc += "; neither model's arg-max beats chance"
+        what = f"probe {probe}: loss gap (all levels)"
+        if excluded:
+            n_all = int(r.n_targets) + int(r.n_excluded)
+            what += ", excluding shortcut-settled targets"
+            acc = (f"{int(r.n_excluded):,} of {n_all:,} targets left out (a shortcut settles them, "
+                   f"results/probes/{SHORTCUTS}); " + acc + f"; shortcut accuracy on the rest {r.shortcut_chance:.3f}")
+            if r.chance < r.shortcut_chance and max(r.acc_a, r.acc_b) < r.shortcut_chance:
+                acc += " (neither model's arg-max reaches it)"
+        out.append({"claim": 5, "what": what, "vs": "hybrid", "study": study, "measured": float(r.gap),
+                    "lo": float(r.gap_lo), "hi": float(r.gap_hi), "tokens": int(r.n_targets), "seed_noise": nz,
+                    "verdict": v, "note": acc})
+    return out
 
 
 def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
@@ -178,22 +217,23 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
         df = probe_compare(pr["transformer"], pr["hybrid"], n_boot=n_boot)
         noise = probe_compare(pr["transformer"][:1], pr["transformer"][1:2], n_boot=50) \
             if len(pr["transformer"]) > 1 else None
-        for probe, kind, study, sign in (("pronoun", "pronoun", "hybrid wins (> 0)", +1),
-                                         ("entity", "box", "hybrid wins (> 0)", +1),
-                                         ("brackets", "delim", "transformer wins (< 0)", -1),
-                                         ("recall", "value", "(not in the study)", 0)):
-            r = df[(df.probe == probe) & (df.kind == kind) & (df.level.astype(str) == "all")].iloc[0]
-            nz = None
-            if noise is not None:
-                nr = noise[(noise.probe == probe) & (noise.kind == kind) & (noise.level.astype(str) == "all")].iloc[0]
-                nz = float(nr.gap)
-            acc = f"accuracy T {r.acc_a:.3f} / H {r.acc_b:.3f} (chance {r.chance:.3f})"
-            v = within_noise(verdict(r.gap_lo, r.gap_hi, sign), float(r.gap), nz) if sign else "—"
-            if sign and max(r.acc_a, r.acc_b) < r.chance + 0.03:
-                acc += "; neither model's arg-max beats chance"
-            rows.append({"claim": 5, "what": f"probe {probe}: loss gap (all levels)", "vs": "hybrid", "study": study,
-                         "measured": float(r.gap), "lo": float(r.gap_lo), "hi": float(r.gap_hi),
-                         "tokens": int(r.n_targets), "seed_noise": nz, "verdict": v, "note": acc})
+        rows += probe_rows(df, noise)
+        # the same, without the targets a shortcut settles (results/probes/shortcuts.npz, `probes shortcuts`)
+        sc_path = results / "probes" / SHORTCUTS
+        if sc_path.is_file():
+            from analysis.probes.shortcuts import check_matches, load_shortcuts
+
+            sc = load_shortcuts(sc_path)
+            try:
+                check_matches(sc, pr["transformer"] + pr["hybrid"])
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}")
+            ex = sc.shortcut_settles
+            df = probe_compare(pr["transformer"], pr["hybrid"], n_boot=n_boot, exclude=ex,
+                               shortcut_chance=sc.shortcut_chance)
+            noise = probe_compare(pr["transformer"][:1], pr["transformer"][1:2], n_boot=50, exclude=ex) \
+                if len(pr["transformer"]) > 1 else None
+            rows += probe_rows(df, noise, excluded=True)
 
     # 6. filtered losses during training (curves): first annealed point and final
     curves = {}

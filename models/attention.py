@@ -19,6 +19,20 @@ def rope_tables(seqlen: int, head_dim: int, theta: float, device, dtype=torch.fl
     return freqs.cos().to(dtype), freqs.sin().to(dtype)
 
 
+@torch.compiler.disable
+def rope_tables_cached(seqlen: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    """rope_tables (float32), computed once per (seqlen, head_dim, theta, device) and kept outside the compiled
+    graph. Traced, the tables were recomputed (cos/sin of every position) inside each fused RoPE kernel, forward
+    and backward: a quarter of the transformer `base` train step on an H100 (BENCHMARKS.md)."""
+    return _rope_tables_cache(seqlen, head_dim, theta, torch.device(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _rope_tables_cache(seqlen: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
+    with torch.inference_mode(False), torch.no_grad():  # usable by autograd even if first built while scoring
+        return rope_tables(seqlen, head_dim, theta, device)
+
+
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """x: (b, l, heads, head_dim); cos, sin: (l, head_dim/2)."""
     x1, x2 = x.chunk(2, dim=-1)

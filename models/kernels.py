@@ -3,7 +3,12 @@
 Paths, by op:
   ssd   mamba_ssm.mamba_chunk_scan_combined (Triton, CUDA)  |  models.ssd.ssd_chunked_torch (reference)
   norm  mamba_ssm.layernorm_gated.rmsnorm_fn (Triton, CUDA)  |  models.ssd.gated_rms_norm_torch
-  conv  causal_conv1d_fn (CUDA extension)  |  models.ssd.causal_conv1d_torch (F.conv1d, cuDNN on GPU)
+  conv  causal_conv1d_fn (CUDA extension)  |  fla.modules.causal_conv1d (Triton, CUDA)
+        |  models.ssd.causal_conv1d_torch (F.conv1d, cuDNN on GPU; also the reference)
+
+On CUDA the conv takes the first of those that imports. fla's Triton conv reads the (b, l, c) layout in place
+and fuses the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about 13 ms of a 100 ms hybrid
+`small` train step in BENCHMARKS.md's profile. causal-conv1d cannot be built on an offline machine without nvcc.
 
 mamba-ssm's package __init__ imports its compiled Mamba1 scan (`selective_scan_cuda`) unconditionally, so a
 pure-Python install (the only kind buildable without network/nvcc, see briefs/gpu.md) cannot even be imported.
@@ -60,6 +65,32 @@ def causal_conv1d_cuda() -> tuple[Optional[Callable], str]:
     return causal_conv1d_fn, ""
 
 
+@functools.cache
+def fla_triton_conv() -> tuple[Optional[Callable], str]:
+    """(fla.modules.causal_conv1d.causal_conv1d, version) or (None, why not). Importing fla takes ~10 s."""
+    if importlib.util.find_spec("fla") is None:
+        return None, "flash-linear-attention (fla) is not installed"
+    try:
+        import fla
+        from fla.modules.causal_conv1d import causal_conv1d
+    except Exception as exc:
+        return None, f"fla import failed: {type(exc).__name__}: {exc}"
+    return causal_conv1d, getattr(fla, "__version__", "?")
+
+
+# Which conv the CUDA path prefers: "auto" (causal-conv1d, then fla, then torch) or one of "cuda" | "fla" |
+# "torch". Changed only through set_conv_preference (scripts/bench.py times both); training leaves it at auto.
+_conv_preference = "auto"
+
+
+def set_conv_preference(name: str) -> None:
+    global _conv_preference
+    if name not in ("auto", "cuda", "fla", "torch"):
+        raise ValueError(f"conv preference: expected auto | cuda | fla | torch, got {name!r}")
+    _conv_preference = name
+    _select_cached.cache_clear()
+
+
 @dataclass(frozen=True)
 class Mamba2Ops:
     """The three ops one Mamba2 layer runs, and their names for the log."""
@@ -81,6 +112,13 @@ def _wrap_mamba_norm(rmsnorm_fn):
 def _wrap_causal_conv1d(fn):
     def conv(x, weight, bias, activation=True):  # x: (b, l, c); the extension wants (b, c, l)
         return fn(x.transpose(1, 2), weight, bias, activation="silu" if activation else None).transpose(1, 2)
+    return conv
+
+
+def _wrap_fla_conv(fn):
+    def conv(x, weight, bias, activation=True):  # x: (b, l, c); weight: (c, k)
+        # no copy: fla reads the strided view that in_proj's split gives (tests/test_models.py checks it on CUDA)
+        return fn(x, weight, bias, activation="silu" if activation else None)[0]
     return conv
 
 
@@ -107,12 +145,28 @@ def _select_cached(kernels: str, is_cuda: bool) -> Mamba2Ops:
         ssd = torch.compiler.disable(ns.mamba_chunk_scan_combined)  # custom autograd Functions: keep out of dynamo
         norm = torch.compiler.disable(_wrap_mamba_norm(ns.rmsnorm_fn))
         names = [f"mamba_ssm-triton {ns.version}", "mamba_ssm-triton"]
-    conv_fn, _ = causal_conv1d_cuda()
-    if conv_fn is not None:
-        conv, conv_name = torch.compiler.disable(_wrap_causal_conv1d(conv_fn)), "causal_conv1d-cuda"
-    else:
-        conv, conv_name = causal_conv1d_torch, "torch-conv1d"
+    conv, conv_name = _select_conv(_conv_preference)
     return Mamba2Ops(ssd, norm, conv, (*names, conv_name))
+
+
+def _select_conv(preference: str) -> tuple[Callable, str]:
+    """The CUDA conv for `preference`; a preferred one that is unavailable is an error, never a silent swap."""
+    if preference in ("auto", "cuda"):
+        fn, why = causal_conv1d_cuda()
+        if fn is not None:
+            return torch.compiler.disable(_wrap_causal_conv1d(fn)), "causal_conv1d-cuda"
+        if preference == "cuda":
+            raise RuntimeError(f"conv preference cuda but {why}")
+    if preference in ("auto", "fla"):
+        fn, version = fla_triton_conv()
+        if fn is not None:
+            return torch.compiler.disable(_wrap_fla_conv(fn)), f"fla-triton {version}"
+        if preference == "fla":
+            raise RuntimeError(f"conv preference fla but {version}")
+        if version not in _warned:
+            _warned.add(version)
+            log.warning("Mamba2 conv on CUDA runs F.conv1d (no fused kernel): %s", version)
+    return causal_conv1d_torch, "torch-conv1d"
 
 
 def select_mamba2_ops(kernels: str, device: torch.device) -> Mamba2Ops:

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.attention import Attention, rope_tables
+from models.attention import Attention, rope_tables_cached
 from models.config import ModelConfig, resolve_layers, validate
 from models.mamba2 import Mamba2
 
@@ -90,7 +90,7 @@ class LM(nn.Module):
     def hidden_states(self, input_ids: Tensor) -> Tensor:
         """(b, l) -> final-normed hidden states (b, l, d_model)."""
         x = self.embed(input_ids)
-        rope = rope_tables(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
+        rope = rope_tables_cached(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
         for block in self.blocks:
             x = block(x, rope)
         return self.norm(x)

@@ -112,17 +112,42 @@ def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=
     return statistics.median(medians), 100 * (max(medians) - min(medians)) / min(medians), peak
 
 
-def bench_ours(name, size, batch, compile_mode, repeats):
+PRODUCT = ("tokengap", "tokengap compiled")  # what training runs; the rows with a [variant] are experiments
+VARIANTS = {  # experiments on top of the compiled model: name -> what it changes (BENCHMARKS.md)
+    "torch-conv": "Mamba2 conv through F.conv1d instead of fla's Triton conv",
+    "fused-ce": "loss through fla's FusedLinearCrossEntropyLoss (bf16 inputs, 8 chunks) instead of logits + F.cross_entropy",
+    "max-autotune": "torch.compile(mode='max-autotune-no-cudagraphs')",
+}
+
+
+def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
+    """compile_mode: False (eager) or True; variant: None or a key of VARIANTS (compiled only)."""
+    from models.kernels import set_conv_preference
     torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
+    set_conv_preference("torch" if variant == "torch-conv" else "auto")
     cfg = zoo_cfg(name, size)
     torch.manual_seed(0)
     model = LM(cfg).cuda()
-    fwd = torch.compile(model) if compile_mode else model
-    ms, spread, mem = time_train_steps(model, lambda x, y: fwd(x, y), model.parameters(), batch, repeats=repeats)
+    try:
+        if variant == "fused-ce":
+            from fla.modules import FusedLinearCrossEntropyLoss
+            flce, hidden = FusedLinearCrossEntropyLoss(), torch.compile(model.hidden_states)
+
+            def step(x, y):  # the residual stream is fp32 under autocast: hand the kernel bf16 as the GEMMs get
+                return flce(hidden(x).bfloat16(), y, model.lm_head.weight.bfloat16())
+        else:
+            fwd = model
+            if compile_mode:
+                fwd = torch.compile(model, mode="max-autotune-no-cudagraphs" if variant == "max-autotune" else None)
+            step = lambda x, y: fwd(x, y)  # noqa: E731
+        ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats)
+    finally:
+        set_conv_preference("auto")
     tps = batch * T / ms * 1e3
     mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
     note = "; ".join(sorted(set(line.split(None, 3)[-1] for line in model.kernel_report() if "mamba2" in line)))
-    return Result(f"tokengap{' compiled' if compile_mode else ''}", name, size, batch, ms, tps, mem, mfu, spread, note)
+    impl = f"tokengap{' compiled' if compile_mode else ''}{f' [{variant}]' if variant else ''}"
+    return Result(impl, name, size, batch, ms, tps, mem, mfu, spread, note)
 
 
 def bench_reference(name, size, batch, repeats):
@@ -261,6 +286,9 @@ def main() -> int:
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--no-scoring", action="store_true")
     ap.add_argument("--eager-only", action="store_true")
+    ap.add_argument("--no-eager", action="store_true", help="time our models compiled only")
+    ap.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
+                    help="also time these experiments (compiled): " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     ap.add_argument("--json", default=None)
     ap.add_argument("--cpu", action="store_true")
     ap.add_argument("--profile", nargs="*", default=[], metavar="MODEL:SIZE[:compiled]",
@@ -281,13 +309,16 @@ def main() -> int:
     for size in args.sizes:
         batch = SIZES[size]["batch"]
         for name in args.models:
-            for mode in ([False] if args.eager_only else [False, True]):
+            runs = [(False, None)] if args.eager_only else [(False, None)] * (not args.no_eager) + [(True, None)]
+            runs += [(True, v) for v in args.variants if not (v == "torch-conv" and name == "transformer")]
+            for mode, variant in runs:
                 try:
-                    results.append(bench_ours(name, size, batch, mode, args.repeats))
-                    torch.cuda.empty_cache()
+                    results.append(bench_ours(name, size, batch, mode, args.repeats, variant))
+                    print(results[-1], flush=True)
                 except Exception as exc:  # report, keep going: one failing variant must not hide the others
-                    print(f"FAILED tokengap {name} {size} compile={mode}: {type(exc).__name__}: {exc}")
-                print(results[-1] if results else "", flush=True)
+                    print(f"FAILED tokengap {name} {size} compile={mode} variant={variant}: {type(exc).__name__}: {exc}",
+                          flush=True)
+                torch.cuda.empty_cache()
             if not args.no_reference:
                 try:
                     r = bench_reference(name, size, batch, args.repeats)
@@ -300,22 +331,22 @@ def main() -> int:
         name, size, *rest = spec.split(":")
         print(f"\n== profile {spec} (2 train steps) ==\n" + profile(name, size, bool(rest)), flush=True)
     scoring = {} if args.no_scoring else bench_scoring()
-    hdr = f"{'impl':28} {'model':12} {'size':6} {'batch':>5} {'step ms':>8} {'tok/s':>10} {'mem GB':>7} {'MFU':>6} {'MFU/gemm':>8} {'spread':>7}"
+    hdr = f"{'impl':42} {'model':12} {'size':6} {'batch':>5} {'step ms':>8} {'tok/s':>10} {'mem GB':>7} {'MFU':>6} {'MFU/gemm':>8} {'spread':>7}"
     print("\n" + hdr)
     for r in results:
-        print(f"{r.impl:28} {r.model:12} {r.size:6} {r.batch:5d} {r.step_ms:8.1f} {r.tokens_per_s:10,.0f} "
+        print(f"{r.impl:42} {r.model:12} {r.size:6} {r.batch:5d} {r.step_ms:8.1f} {r.tokens_per_s:10,.0f} "
               f"{r.peak_mem_gb:7.1f} {100 * r.mfu:5.1f}% {100 * r.mfu * PEAK / env['gemm_tflops'] / 1e12:7.1f}% "
               f"{r.spread_pct:6.1f}%")
-    print("\nbest ours / reference (tokens/s):")
+    print("\nbest ours / reference (tokens/s; variants are experiments and do not count):")
     for size in args.sizes:
         for name in args.models:
-            ours = [r for r in results if r.model == name and r.size == size and r.impl.startswith("tokengap")]
+            ours = [r for r in results if r.model == name and r.size == size and r.impl in PRODUCT]
             ref = [r for r in results if r.model == name and r.size == size and not r.impl.startswith("tokengap")]
             if ours and ref:
                 best = max(ours, key=lambda r: r.tokens_per_s)
                 print(f"  {name:12} {size:6} {best.tokens_per_s / ref[0].tokens_per_s:5.2f}x  ({best.impl})")
     for size in args.sizes:
-        step = {n: min((r.step_ms for r in results if r.model == n and r.size == size and r.impl.startswith("tokengap")),
+        step = {n: min((r.step_ms for r in results if r.model == n and r.size == size and r.impl in PRODUCT),
                        default=None) for n in ("transformer", "hybrid")}
         if all(step.values()):
             print(f"hybrid / transformer step time at {size}: {step['hybrid'] / step['transformer']:.2f}x")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare, on the CPU machine, everything the offline GPU machine lacks (see ../shared/briefs/gpu.md):
-#   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA)
+#   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA),
+#            fla (flash-linear-attention: its Triton causal conv)
 #   .carry/  the small corpus as one archive (docs + tokenizer + manifest)
 # Both folders are git-ignored; name them in the device tool's `carry`. Usage: bash scripts/gpu_carry.sh [mix]
 set -euo pipefail
@@ -11,6 +12,8 @@ mkdir -p .whl .carry
 need() { ls .whl/$1-*.whl >/dev/null 2>&1; }
 need hydra_core || $PY -m pip download -q --no-deps hydra-core==1.3.8 -d .whl
 need omegaconf || $PY -m pip download -q --no-deps omegaconf==2.3.1 -d .whl
+need fla_core || $PY -m pip download -q --no-deps fla-core==0.6.0 -d .whl
+need flash_linear_attention || $PY -m pip download -q --no-deps flash-linear-attention==0.6.0 -d .whl
 need antlr4_python3_runtime || $PY -m pip wheel -q --no-deps antlr4-python3-runtime==4.9.3 -w .whl
 # mamba-ssm ships an sdist whose setup downloads a CUDA wheel; build the pure-Python (Triton) part instead.
 need mamba_ssm || (cd "$(mktemp -d)" && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \

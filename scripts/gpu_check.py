@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import LM, ModelConfig  # noqa: E402
 from models.attention import Attention, apply_rope, attention_math_reference, rope_tables  # noqa: E402
 from models.config import MambaConfig  # noqa: E402
-from models.kernels import causal_conv1d_cuda, mamba_ssm_triton  # noqa: E402
+from models.kernels import _wrap_fla_conv, causal_conv1d_cuda, fla_triton_conv, mamba_ssm_triton  # noqa: E402
+from models.ssd import causal_conv1d_torch  # noqa: E402
 from models.mamba2 import Mamba2  # noqa: E402
 
 TOL = {torch.float32: 5e-3, torch.bfloat16: 3e-2}
@@ -59,7 +60,8 @@ def run_layer(layer, x, dtype):
     x = x.detach().clone().requires_grad_(True)
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
         y = layer(x)
-    g = torch.randn_like(y, generator=torch.Generator(device=y.device).manual_seed(1))
+    # randn, not randn_like: randn_like keeps a transposed y's strides, giving the two sides different g
+    g = torch.randn(y.shape, device=y.device, dtype=y.dtype, generator=torch.Generator(device=y.device).manual_seed(1))
     (y.float() * g.float()).sum().backward()
     grads = {"input": x.grad.float()}
     grads.update({n: p.grad.float() for n, p in layer.named_parameters() if p.grad is not None})
@@ -112,6 +114,34 @@ def check_mamba(device, x):
             compare("mamba2: ours triton vs mamba_ssm.Mamba2", dtype, triton_out, stock_out)
     print("paths:", ours.path, "|", ref.path)
     return why
+
+
+def check_conv(device):
+    """fla's Triton causal conv (what Mamba2 layers run on CUDA without causal-conv1d) vs F.conv1d, on the
+    strided (b, l, c) view that in_proj's split hands it; conv_dim 1280 as at `small`."""
+    fn, why = fla_triton_conv()
+    if fn is None:
+        print(f"fla unavailable ({why}): conv check skipped")
+        return
+    fla_conv = _wrap_fla_conv(fn)
+
+    class Conv(torch.nn.Module):
+        def __init__(self, impl):
+            super().__init__()
+            torch.manual_seed(0)
+            self.weight = torch.nn.Parameter(torch.randn(1280, 4, device=device) * 0.5)
+            self.bias = torch.nn.Parameter(torch.randn(1280, device=device) * 0.1)
+            self.impl = impl
+
+        def forward(self, u):  # u: (b, l, 2304) -> conv over the middle 1280 channels
+            if torch.is_autocast_enabled("cuda"):  # in the model the conv gets in_proj's bf16 output
+                u = u.to(torch.get_autocast_dtype("cuda"))
+            return self.impl(u[..., 512:1792], self.weight, self.bias)
+
+    u = torch.randn(2, 1000, 2304, device=device)
+    ref = run_layer(Conv(causal_conv1d_torch), u, torch.float32)
+    for dtype in (torch.bfloat16, torch.float32):
+        compare("conv: fla triton vs F.conv1d(fp32)", dtype, run_layer(Conv(fla_conv), u, dtype), ref)
 
 
 def check_attention(device):
@@ -170,11 +200,14 @@ def main() -> int:
     device = torch.device("cuda")
     env = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
            "mamba_ssm": (mamba_ssm_triton()[0].version if mamba_ssm_triton()[0] else mamba_ssm_triton()[1]),
-           "causal_conv1d": "present" if causal_conv1d_cuda()[0] else causal_conv1d_cuda()[1]}
+           "causal_conv1d": "present" if causal_conv1d_cuda()[0] else causal_conv1d_cuda()[1],
+           "fla": fla_triton_conv()[1]}
     print(json.dumps(env))
     x = torch.randn(2, 1000, 512, device=device)  # seqlen not a multiple of the chunk
     stage("attention")
     check_attention(device)
+    stage("causal conv")
+    check_conv(device)
     stage("mamba2 layer")
     why = check_mamba(device, x)
     if why:

@@ -19,7 +19,7 @@ ARCHS=("$@")
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 PY=${PY:-python3}
 
-# 1. what the offline machine lacks: pure-Python wheels (hydra, omegaconf, antlr, mamba-ssm)
+# 1. what the offline machine lacks: pure-Python wheels (hydra, omegaconf, antlr, mamba-ssm, fla)
 if [ -d .whl ] && [ ! -d /tmp/site/hydra ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 fi
@@ -28,7 +28,7 @@ export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-}
 # 2. corpus (unpacked and re-tokenized; train.bin is verified against the manifest), probes
 [ -f build/corpus/small/train.bin ] || $PY -m train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
 [ -f build/probes/manifest.json ] || $PY -m analysis probes generate --out build/probes --preset small
-FILTERS=results/filters.npz  # from `python -m analysis label` (make gpu-carry), committed
+FILTERS=${FILTERS:-results/filters.npz}  # from `python -m analysis label` (make gpu-carry), committed
 
 for ARCH in "${ARCHS[@]}"; do
   RUN=$ARCH-s$SEED

@@ -14,6 +14,7 @@ from models.__main__ import SIZES, ZOO, load
 from models.attention import Attention, apply_rope, attention_math_reference, rope_tables
 from models.config import count_params_formula
 from models.io import from_pretrained, save_pretrained
+from models import kernels
 from models.kernels import mamba_ssm_triton, select_mamba2_ops
 from models.mamba2 import Mamba2
 from models.ssd import causal_conv1d_torch, gated_rms_norm_torch, ssd_chunked_torch, ssd_recurrent_naive
@@ -296,3 +297,85 @@ def test_mamba_ssm_without_compiled_extension_is_importable(tmp_path, monkeypatc
     assert "without its compiled Mamba1 extension" in ns.version
     for name in [m for m in sys.modules if m.startswith("mamba_ssm") or m == "selective_scan_cuda"]:
         monkeypatch.delitem(sys.modules, name)
+
+
+def _fake_fla(tmp_path, monkeypatch, body: str):
+    """A stand-in fla package whose causal_conv1d is `body` (with fla's signature and (y, state) return)."""
+    pkg = tmp_path / "fla"
+    (pkg / "modules" / "causal_conv1d").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("__version__ = '0.fake'\n")
+    (pkg / "modules" / "__init__.py").write_text("")
+    (pkg / "modules" / "causal_conv1d" / "__init__.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "fla" or m.startswith("fla.")]:
+        monkeypatch.delitem(sys.modules, name)
+    kernels.fla_triton_conv.cache_clear()
+    monkeypatch.setattr(kernels, "causal_conv1d_cuda", lambda: (None, "causal-conv1d is not installed"))
+
+
+def test_conv_dispatch_picks_fla_and_passes_its_layout(tmp_path, monkeypatch):
+    """fla gets x as (b, l, c) and weight as (c, k), and its (y, final_state) is unwrapped: checked against
+    causal_conv1d_torch by routing the fake's call to it."""
+    _fake_fla(tmp_path, monkeypatch, """
+        from models.ssd import causal_conv1d_torch
+        def causal_conv1d(x, weight, bias=None, activation=None, **kw):
+            assert x.dim() == 3 and weight.shape == (x.shape[-1], weight.shape[1]), (x.shape, weight.shape)
+            return causal_conv1d_torch(x, weight, bias, activation=activation == "silu"), None
+    """)
+    try:
+        conv, name = kernels._select_conv("auto")
+        assert name == "fla-triton 0.fake"
+        x, w, b = torch.randn(2, 9, 6), torch.randn(6, 4), torch.randn(6)
+        torch.testing.assert_close(conv(x, w, b), causal_conv1d_torch(x, w, b))
+        torch.testing.assert_close(conv(x, w, b, activation=False), causal_conv1d_torch(x, w, b, activation=False))
+        assert kernels._select_conv("torch")[1] == "torch-conv1d"
+        with pytest.raises(RuntimeError, match="conv preference cuda"):
+            kernels._select_conv("cuda")
+    finally:
+        kernels.fla_triton_conv.cache_clear()
+
+
+def test_conv_dispatch_broken_fla_falls_back_named_or_refuses(tmp_path, monkeypatch):
+    _fake_fla(tmp_path, monkeypatch, "raise ImportError('needs a newer triton')\n")
+    try:
+        assert kernels._select_conv("auto")[1] == "torch-conv1d"
+        with pytest.raises(RuntimeError, match="fla import failed.*newer triton"):
+            kernels._select_conv("fla")
+        with pytest.raises(ValueError, match="conv preference"):
+            kernels.set_conv_preference("cudnn")
+    finally:
+        kernels.fla_triton_conv.cache_clear()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fla's Triton conv needs a CUDA device")
+def test_fla_conv_matches_reference_on_cuda():
+    fn, why = kernels.fla_triton_conv()
+    if fn is None:
+        pytest.skip(why)
+    conv = kernels._wrap_fla_conv(fn)
+    torch.manual_seed(0)
+    u = torch.randn(2, 300, 3 * 160, device="cuda", requires_grad=True)
+    w, b = torch.randn(320, 4, device="cuda", requires_grad=True), torch.randn(320, device="cuda", requires_grad=True)
+    for lo in (0, 96):  # strided views with and without a storage offset, as after in_proj's split
+        x = u[..., lo:lo + 320]
+        y, y_ref = conv(x, w, b), causal_conv1d_torch(x, w, b)
+        g = torch.randn_like(y)
+        torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+        for a, r in zip(torch.autograd.grad(y, (u, w, b), g), torch.autograd.grad(y_ref, (u, w, b), g)):
+            torch.testing.assert_close(a, r, rtol=1e-3, atol=1e-3)
+
+
+def test_cached_rope_tables_equal_fresh_ones_and_survive_inference_mode():
+    """The cache returns the same tables as rope_tables; built first under inference_mode (as when scoring), they
+    must still be usable in a training step (inference tensors cannot be saved for backward)."""
+    from models.attention import _rope_tables_cache, rope_tables_cached
+    _rope_tables_cache.cache_clear()
+    model = LM(tiny("transformer"))
+    ids = torch.randint(0, 97, (2, 19))
+    with torch.inference_mode():
+        model(ids)
+    cos, sin = rope_tables_cached(19, model.cfg.head_dim, model.cfg.rope_theta, torch.device("cpu"))
+    ref = rope_tables(19, model.cfg.head_dim, model.cfg.rope_theta, "cpu")
+    assert not cos.is_inference() and torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
+    model(ids, ids).backward()  # raises if the cached tables were inference tensors
+    assert rope_tables_cached(19, model.cfg.head_dim, model.cfg.rope_theta, "cpu")[0] is cos

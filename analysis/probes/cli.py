@@ -1,10 +1,12 @@
-"""python -m analysis probes {generate,score,compare,figures} (see docs/probes.md).
+"""python -m analysis probes {generate,score,shortcuts,compare,figures} (see docs/probes.md).
 
     python -m analysis probes generate --out build/probes [--seed 0] [--preset small|tiny]
+    python -m analysis probes shortcuts --probes build/probes --out results/probes/shortcuts.npz
     python -m analysis probes score --model runs/hybrid/checkpoints/final \\
         --tokenizer build/corpus/small/tokenizer.json --probes build/probes --out results/probes/hybrid-s0.npz
     python -m analysis probes score --hf allenai/Olmo-3-1025-7B --probes build/probes --out results/probes/olmo3-s0.npz
-    python -m analysis probes compare --a results/probes/transformer-s*.npz --b results/probes/hybrid-s*.npz
+    python -m analysis probes compare --a results/probes/transformer-s*.npz --b results/probes/hybrid-s*.npz \
+        [--shortcuts results/probes/shortcuts.npz]
     python -m analysis probes figures --results results --out figures
 
 generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydra or statsmodels).
@@ -42,12 +44,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="autocast (default bf16 on CUDA)")
     s.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
 
+    sc = sub.add_parser("shortcuts", help="per target: what the shortcuts of the probe set leave (docs/probes.md)")
+    sc.add_argument("--probes", required=True, help="probe set directory (from `probes generate`)")
+    sc.add_argument("--out", required=True, help="file to write, by convention results/probes/shortcuts.npz")
+
     c = sub.add_parser("compare", help="gap = A - B per probe and level, bootstrap CI over documents")
     c.add_argument("--a", nargs="+", required=True, help="result files of A (one per seed)")
     c.add_argument("--b", nargs="+", required=True, help="result files of B (one per seed)")
     c.add_argument("--out", default=None, help="also write the full table as CSV")
     c.add_argument("--n-boot", type=int, default=1000)
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.add_argument("--shortcuts", default=None,
+                   help="shortcuts file (from `probes shortcuts`, same probe set): leave out the targets a shortcut "
+                        "settles")
 
     f = sub.add_parser("figures", help="one figure per probe from results/probes/<arch>-s<seed>.npz")
     f.add_argument("--results", default="results", help="directory holding probes/")
@@ -58,11 +67,13 @@ def _generate(args) -> int:
     import pandas as pd
 
     from analysis.probes.probeset import DOCS, TARGETS, generate_probe_set
+    from analysis.probes.shortcuts import add_to_manifest
 
     t0 = time.perf_counter()
     probes = args.probes.split(",") if args.probes else None
     m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=probes,
                            docs_per_level=args.docs_per_level)
+    m = add_to_manifest(args.out)  # the shortcut columns next to the stored heuristics (hash unchanged)
     secs = time.perf_counter() - t0
     out = Path(args.out)
     sizes = ", ".join(f"{n} {(out / n).stat().st_size / 1e6:.1f} MB" for n in (DOCS, TARGETS))
@@ -72,8 +83,12 @@ def _generate(args) -> int:
         print(f"  {name:9s} {p['axis']} = {list(p['config']['levels'])}, longest document "
               f"{p['max_doc_pretokens']} pre-tokens (budget {p['config']['max_pretokens']})")
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print("answer balance and shortcut baselines (accuracy of each heuristic; NaN: not defined for the probe):")
-        print(pd.DataFrame(m["baselines"]).to_string(index=False))
+        print("answer balance and shortcut baselines (accuracy of each heuristic; NaN: not defined for the probe; "
+              "shortcut_settled: share of targets a shortcut settles, shortcut: accuracy of guessing among what it "
+              "leaves; docs/probes.md):")
+        df = pd.DataFrame(m["baselines"])
+        last = [c for c in ("shortcut_settled", "shortcut") if c in df]
+        print(df[[c for c in df if c not in last] + last].to_string(index=False))
     return 0
 
 
@@ -115,12 +130,43 @@ def _score(args) -> int:
     return 0
 
 
+def _shortcuts(args) -> int:
+    import pandas as pd
+
+    from analysis.probes.probeset import ProbeSet
+    from analysis.probes.shortcuts import compute_shortcuts, save_shortcuts, shortcut_rows
+
+    t0 = time.perf_counter()
+    ps = ProbeSet.load(args.probes)
+    arrays = compute_shortcuts(ps)
+    rows = shortcut_rows(ps, arrays)
+    save_shortcuts(args.out, arrays, ps.hash, {"probe_preset": ps.manifest["preset"],
+                                               "probe_seed": ps.manifest["seed"], "rows": rows})
+    print(f"{len(ps.targets)} targets, {int(arrays['shortcut_settles'].sum())} settled by a shortcut, in "
+          f"{time.perf_counter() - t0:.1f} s -> {args.out} (probe set {ps.hash[:16]}…)")
+    chance = {(r["probe"], r["kind"], r["level"]): r["chance"] for r in ps.manifest["baselines"]}
+    df = pd.DataFrame(rows)
+    df.insert(4, "chance", [chance.get((p, k, lv)) for p, k, lv in zip(df.probe, df.kind, df.level)])
+    print(df.to_string(index=False))
+    return 0
+
+
 def _compare(args) -> int:
     from analysis.probes.compare import compare, format_table
     from analysis.probes.scoring import load_results
 
     a, b = [load_results(p) for p in args.a], [load_results(p) for p in args.b]
-    df = compare(a, b, n_boot=args.n_boot, seed=args.seed)
+    exclude = chance = None
+    if args.shortcuts:
+        from analysis.probes.shortcuts import check_matches, load_shortcuts
+
+        sc = load_shortcuts(args.shortcuts)
+        try:
+            check_matches(sc, a + b)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}")
+        exclude, chance = sc.shortcut_settles, sc.shortcut_chance
+    df = compare(a, b, n_boot=args.n_boot, seed=args.seed, exclude=exclude, shortcut_chance=chance)
 
     def label(rs):
         return rs[0].meta.get("arch") or Path(rs[0].meta["path"]).stem.rsplit("-s", 1)[0]
@@ -128,6 +174,13 @@ def _compare(args) -> int:
     na, nb = label(a), label(b)
     print(f"A = {na} ({len(a)} file{'s' * (len(a) > 1)}), B = {nb} ({len(b)}); gap = loss(A) - loss(B), "
           f"acc gain = acc(B) - acc(A): positive favours B")
+    if exclude is not None:
+        from analysis.probes.compare import groups
+
+        empty = [f"{p} {k} {lv}" for p, k, lv, m in groups(a[0]) if not (m & ~exclude).any()]
+        print(f"left out {int(exclude.sum())} of {len(exclude)} targets that a shortcut settles ({args.shortcuts}); "
+              f"'shortcut' = accuracy of guessing among what the shortcut leaves on the targets kept"
+              + (f"; levels with no target left: {', '.join(empty)}" if empty else ""))
     print(format_table(df, na, nb))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -145,4 +198,5 @@ def _figures(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"generate": _generate, "score": _score, "compare": _compare, "figures": _figures}[args.probes_command](args)
+    return {"generate": _generate, "score": _score, "shortcuts": _shortcuts, "compare": _compare,
+            "figures": _figures}[args.probes_command](args)

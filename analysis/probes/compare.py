@@ -8,6 +8,10 @@ favour B (A = transformer, B = hybrid: positive favours the hybrid). Several fil
 target's loss and correctness are averaged over a side's seeds first; the 95% CI resamples probe documents
 (`analysis.stats.cluster_bootstrap_ci`); the seed range is the min and max of the gap over matched seed
 pairs (same seed number on both sides, else the files in the order given).
+
+`exclude` (a per-target bool mask, e.g. `shortcut_settles` of results/probes/shortcuts.npz) leaves targets
+out of every row; a level with no target left gets no row. `shortcut_chance` (per target) adds the column
+`shortcut_chance`: the accuracy of guessing among what the shortcut leaves, on the targets kept.
 """
 from __future__ import annotations
 
@@ -64,17 +68,30 @@ def groups(ref: ProbeResult) -> list[tuple[str, str, object, np.ndarray]]:
     return out
 
 
-def compare(a: Sequence[ProbeResult], b: Sequence[ProbeResult], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per (probe, kind, level) and per (probe, kind) over all levels."""
+def compare(a: Sequence[ProbeResult], b: Sequence[ProbeResult], n_boot: int = 1000, seed: int = 0,
+            exclude: Optional[np.ndarray] = None, shortcut_chance: Optional[np.ndarray] = None) -> pd.DataFrame:
+    """One row per (probe, kind, level) and per (probe, kind) over all levels.
+
+    exclude: (n_targets,) bool, True = leave the target out (rows left empty are dropped; column n_excluded
+    counts the targets left out of each row). shortcut_chance: (n_targets,) float, adds its mean over the
+    targets kept as column shortcut_chance. Without them the table is what it always was."""
     if not a or not b:
         raise ValueError("need at least one result file per side")
     check_same_targets(list(a) + list(b))
     ref = a[0]
+    n = len(ref.loss)
+    for name, arr in (("exclude", exclude), ("shortcut_chance", shortcut_chance)):
+        if arr is not None and np.shape(arr) != (n,):
+            raise ValueError(f"{name} has shape {np.shape(arr)}, the results have {n} targets")
+    keep = np.ones(n, bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
     la, lb = np.mean([r.loss for r in a], axis=0), np.mean([r.loss for r in b], axis=0)
     ca, cb = np.mean([r.correct for r in a], axis=0), np.mean([r.correct for r in b], axis=0)
     pairs = seed_pairs(a, b)
     rows = []
-    for probe, kind, level, mask in groups(ref):
+    for probe, kind, level, group in groups(ref):
+        mask = group & keep
+        if not mask.any():
+            continue
         g = cluster_bootstrap_ci(la - lb, ref.doc, n_boot=n_boot, seed=seed, mask=mask)
         acc = cluster_bootstrap_ci(cb - ca, ref.doc, n_boot=n_boot, seed=seed, mask=mask)
         seed_gaps = [float((a[i].loss[mask] - b[j].loss[mask]).mean()) for i, j in pairs]
@@ -90,6 +107,10 @@ def compare(a: Sequence[ProbeResult], b: Sequence[ProbeResult], n_boot: int = 10
             "acc_gain_seed_min": min(seed_accs), "acc_gain_seed_max": max(seed_accs),
             "n_seed_pairs": len(pairs),
         })
+        if exclude is not None:
+            rows[-1]["n_excluded"] = int((group & ~keep).sum())
+        if shortcut_chance is not None:
+            rows[-1]["shortcut_chance"] = float(np.asarray(shortcut_chance)[mask].mean())
     return pd.DataFrame(rows)
 
 
@@ -101,6 +122,8 @@ def format_table(df: pd.DataFrame, name_a: str = "A", name_b: str = "B") -> str:
     out = pd.DataFrame({
         "probe": df["probe"], "kind": df["kind"], "level": df["level"].astype(str), "targets": df["n_targets"],
         "docs": df["n_docs"], "chance": df["chance"].map("{:.3f}".format),
+        **({"left out": df["n_excluded"]} if "n_excluded" in df else {}),
+        **({"shortcut": df["shortcut_chance"].map("{:.3f}".format)} if "shortcut_chance" in df else {}),
         f"loss {name_a}": df["loss_a"].map("{:.3f}".format), f"loss {name_b}": df["loss_b"].map("{:.3f}".format),
         "gap [95% CI]": [ci(*x) for x in zip(df["gap"], df["gap_lo"], df["gap_hi"])],
         f"acc {name_a}": df["acc_a"].map("{:.3f}".format), f"acc {name_b}": df["acc_b"].map("{:.3f}".format),
