@@ -140,12 +140,12 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
     def gap_of(b: str) -> np.ndarray:
         return T.loss.mean(0).astype(np.float64) - sides[b].loss.mean(0).astype(np.float64)
     info = {"seeds": {a: s.n_seeds for a, s in sides.items()}, "n_tokens": int(T.loss.shape[1])}
+    keep = np.ones(T.loss.shape[1], bool) if keep is None else keep
     rows: list[dict] = []
 
     def row(claim, what, study, b, masks, sign, rule, contrast=False, note=""):
         """One row: the gap (or the difference of two masks' gaps when contrast) for A=transformer vs B=b."""
-        if keep is not None:
-            masks = [x & keep for x in masks]
+        masks = [x & keep for x in masks]
         cm = meas.means(gap_of(b), masks)
         r = cm.contrast(0, 1) if contrast else None
         m, lo, hi = (r.mean, r.lo, r.hi) if contrast else (cm.mean[0], cm.lo[0], cm.hi[0])
@@ -165,7 +165,7 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
         ratio = float(gap_of(b)[F["content"]].mean() / gap_of(b)[F["function"]].mean())
         row(1, "content − function", "> 0 (≈ +0.02)", b, [F["content"], F["function"]], +1, None, contrast=True,
             note=f"ratio content / function {ratio:.2f} (study ≈ 2)")
-        overall = float(gap_of(b)[keep].mean() if keep is not None else gap_of(b).mean())
+        overall = float(gap_of(b)[keep].mean())
         row(1, "gap on existential there (EX)", "among the largest", b, [ptb == "EX"], +1,
             lambda m, lo, hi: "agrees" if lo > overall else "disagrees" if hi < overall else "inconclusive",
             note=f"agrees if the CI lies above the gap on all tokens ({overall:+.3f})")
@@ -176,8 +176,7 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
             row(2, f"gap on {label}", "> 0 (hybrid helps)", b, [F[name]], +1, None)
         # 3. repeated n-grams: the advantage nearly vanishes
         for n in (4, 8):
-            novel_mask = ~F[f"repeated_{n}"] & (keep if keep is not None else True)
-            novel = float(gap_of(b)[novel_mask].mean())
+            novel = float(gap_of(b)[~F[f"repeated_{n}"] & keep].mean())
             row(3, f"gap on repeated {n}-grams", "≈ 0, not clearly negative", b, [F[f"repeated_{n}"]], +1,
                     lambda m, lo, hi, novel=novel: "agrees" if lo < 0.25 * novel and hi > 0 else "disagrees",
                 note=f"agrees if the CI reaches below a quarter of the gap on novel tokens ({0.25 * novel:+.3f}) "

@@ -158,14 +158,14 @@ def _select_conv(preference: str) -> tuple[Callable, str]:
         if preference == "cuda":
             raise RuntimeError(f"conv preference cuda but {why}")
     if preference in ("auto", "fla"):
-        fn, version = fla_triton_conv()
+        fn, info = fla_triton_conv()  # info: fla's version, or why it is unavailable
         if fn is not None:
-            return torch.compiler.disable(_wrap_fla_conv(fn)), f"fla-triton {version}"
+            return torch.compiler.disable(_wrap_fla_conv(fn)), f"fla-triton {info}"
         if preference == "fla":
-            raise RuntimeError(f"conv preference fla but {version}")
-        if version not in _warned:
-            _warned.add(version)
-            log.warning("Mamba2 conv on CUDA runs F.conv1d (no fused kernel): %s", version)
+            raise RuntimeError(f"conv preference fla but {info}")
+        if info not in _warned:
+            _warned.add(info)
+            log.warning("Mamba2 conv on CUDA runs F.conv1d (no fused kernel): %s", info)
     return causal_conv1d_torch, "torch-conv1d"
 
 

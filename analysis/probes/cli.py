@@ -67,13 +67,11 @@ def _generate(args) -> int:
     import pandas as pd
 
     from analysis.probes.probeset import DOCS, TARGETS, generate_probe_set
-    from analysis.probes.shortcuts import add_to_manifest
 
     t0 = time.perf_counter()
     probes = args.probes.split(",") if args.probes else None
     m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=probes,
                            docs_per_level=args.docs_per_level)
-    m = add_to_manifest(args.out)  # the shortcut columns next to the stored heuristics (hash unchanged)
     secs = time.perf_counter() - t0
     out = Path(args.out)
     sizes = ", ".join(f"{n} {(out / n).stat().st_size / 1e6:.1f} MB" for n in (DOCS, TARGETS))

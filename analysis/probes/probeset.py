@@ -84,6 +84,8 @@ def generate_probe_set(out_dir: Union[str, Path], seed: int = 0, preset: str = "
         "probe_set_hash": sha256_bytes(docs_text.encode(), targets_text.encode()),
         "baselines": baseline_rows(targets),
     }
+    from analysis.probes.shortcuts import add_shortcut_columns  # it reads a ProbeSet: imported here, not on top
+    add_shortcut_columns(ProbeSet(docs, targets, manifest, manifest["probe_set_hash"]))
     atomic_write_text(out_dir / DOCS, docs_text)
     atomic_write_text(out_dir / TARGETS, targets_text)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")

@@ -36,9 +36,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from analysis.probes.probeset import MANIFEST, PROBES, ProbeSet
+from analysis.probes.probeset import PROBES, ProbeSet
 from analysis.probes.pronoun import GENDER_OF_NAME
-from models.atomic import atomic_write_stream, atomic_write_text
+from models.atomic import atomic_write_stream
 
 ARRAYS = ("shortcut_candidates", "shortcut_settles", "shortcut_chance")
 ALIGN = ("probe", "kind", "level")  # stored too, to check row alignment with result files
@@ -195,19 +195,13 @@ def shortcut_rows(ps: ProbeSet, arrays: dict) -> list[dict]:
     return rows
 
 
-def add_to_manifest(directory: Union[str, Path], ps: Optional[ProbeSet] = None) -> dict:
-    """Add the shortcut columns (`shortcut_settled`, `shortcut`) to the manifest's baseline rows, next to the
-    stored heuristics, and rewrite manifest.json (probes.jsonl and targets.jsonl, hence the probe-set hash,
-    are untouched). Returns the manifest."""
-    d = Path(directory)
-    ps = ps or ProbeSet.load(d)
+def add_shortcut_columns(ps: ProbeSet) -> None:
+    """Add the shortcut columns (`shortcut_settled`, `shortcut`) to ps.manifest's baseline rows, next to the
+    stored heuristics (generate_probe_set calls this before writing manifest.json; the hash is untouched)."""
     rows = {(r["probe"], r["kind"], r["level"]): r for r in shortcut_rows(ps, compute_shortcuts(ps))}
-    manifest = json.loads((d / MANIFEST).read_text())
-    for b in manifest["baselines"]:
+    for b in ps.manifest["baselines"]:
         r = rows[(b["probe"], b["kind"], b["level"])]
         b["shortcut_settled"], b["shortcut"] = r["shortcut_settled"], r["shortcut"]
-    atomic_write_text(d / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    return manifest
 
 
 # ---- file -----------------------------------------------------------------------------------------------------
