@@ -3,12 +3,15 @@
 Paths, by op:
   ssd   mamba_ssm.mamba_chunk_scan_combined (Triton, CUDA)  |  models.ssd.ssd_chunked_torch (reference)
   norm  mamba_ssm.layernorm_gated.rmsnorm_fn (Triton, CUDA)  |  models.ssd.gated_rms_norm_torch
-  conv  causal_conv1d_fn (CUDA extension)  |  fla.modules.causal_conv1d (Triton, CUDA)
+  conv  causal_conv1d_fn (CUDA extension)  |  models.conv_triton (ours, Triton, CUDA)
+        |  fla.modules.causal_conv1d (Triton, CUDA; only when asked for, see set_conv_preference)
         |  models.ssd.causal_conv1d_torch (F.conv1d, cuDNN on GPU; also the reference)
 
-On CUDA the conv takes the first of those that imports. fla's Triton conv reads the (b, l, c) layout in place
-and fuses the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about 13 ms of a 100 ms hybrid
-`small` train step in BENCHMARKS.md's profile. causal-conv1d cannot be built on an offline machine without nvcc.
+On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
+(b, l, c) layout in place and fuse the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about
+13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours replaced fla's: forward + backward
+of one layer 1.35 against 2.01 ms at `small`, 1.32 against 1.41 ms at `base` (BENCHMARKS.md). causal-conv1d
+cannot be built on an offline machine without nvcc.
 
 mamba-ssm's package __init__ imports its compiled Mamba1 scan (`selective_scan_cuda`) unconditionally, so a
 pure-Python install (the only kind buildable without network/nvcc, see briefs/gpu.md) cannot even be imported.
@@ -78,15 +81,29 @@ def fla_triton_conv() -> tuple[Optional[Callable], str]:
     return causal_conv1d, getattr(fla, "__version__", "?")
 
 
-# Which conv the CUDA path prefers: "auto" (causal-conv1d, then fla, then torch) or one of "cuda" | "fla" |
-# "torch". Changed only through set_conv_preference (scripts/bench.py times both); training leaves it at auto.
+@functools.cache
+def tokengap_triton_conv() -> tuple[Optional[Callable], str]:
+    """(models.conv_triton.causal_conv1d_triton, "") or (None, why not)."""
+    if importlib.util.find_spec("triton") is None:
+        return None, "triton is not installed"
+    try:
+        from models.conv_triton import causal_conv1d_triton
+    except Exception as exc:
+        return None, f"models.conv_triton import failed: {type(exc).__name__}: {exc}"
+    return causal_conv1d_triton, ""
+
+
+# Which conv the CUDA path prefers: "auto" (causal-conv1d, then ours, then torch) or one of "cuda" | "triton" |
+# "fla" | "torch". Changed only through set_conv_preference (scripts/bench.py times the others against auto);
+# training leaves it at auto.
 _conv_preference = "auto"
+CONV_PREFERENCES = ("auto", "cuda", "triton", "fla", "torch")
 
 
 def set_conv_preference(name: str) -> None:
     global _conv_preference
-    if name not in ("auto", "cuda", "fla", "torch"):
-        raise ValueError(f"conv preference: expected auto | cuda | fla | torch, got {name!r}")
+    if name not in CONV_PREFERENCES:
+        raise ValueError(f"conv preference: expected one of {' | '.join(CONV_PREFERENCES)}, got {name!r}")
     _conv_preference = name
     _select_cached.cache_clear()
 
@@ -104,9 +121,29 @@ class Mamba2Ops:
 
 
 def _wrap_mamba_norm(rmsnorm_fn):
-    def norm(x, z, weight, eps, group_size):
+    @torch.compiler.disable  # a custom autograd Function: keep it out of dynamo
+    def triton_norm(x, z, weight, eps, group_size):
         return rmsnorm_fn(x, weight, None, z=z, eps=eps, group_size=group_size, norm_before_gate=False)
+
+    def norm(x, z, weight, eps, group_size):
+        # Under torch.compile the twin is traced instead: inductor fuses it with the gate and the surrounding
+        # reshapes, and the layer loses a graph break (hybrid `small` step -1 ms, BENCHMARKS.md). Eager (e.g.
+        # scoring), mamba-ssm's kernel is faster than the unfused twin.
+        if _compiled_norm and torch.compiler.is_compiling():
+            return gated_rms_norm_torch(x, z, weight, eps, group_size)
+        return triton_norm(x, z, weight, eps, group_size)
     return norm
+
+
+# Whether a compiled model traces the gated norm's PyTorch twin (True) or calls mamba-ssm's kernel (False).
+# Changed only by scripts/bench.py, to time the two against each other.
+_compiled_norm = True
+
+
+def set_compiled_norm(on: bool) -> None:
+    global _compiled_norm
+    _compiled_norm = bool(on)
+    _select_cached.cache_clear()
 
 
 def _wrap_causal_conv1d(fn):
@@ -143,8 +180,9 @@ def _select_cached(kernels: str, is_cuda: bool) -> Mamba2Ops:
         ssd, norm, names = ssd_chunked_torch, gated_rms_norm_torch, ["torch-chunked(reference)", "torch(reference)"]
     else:
         ssd = torch.compiler.disable(ns.mamba_chunk_scan_combined)  # custom autograd Functions: keep out of dynamo
-        norm = torch.compiler.disable(_wrap_mamba_norm(ns.rmsnorm_fn))
-        names = [f"mamba_ssm-triton {ns.version}", "mamba_ssm-triton"]
+        norm = _wrap_mamba_norm(ns.rmsnorm_fn)
+        names = [f"mamba_ssm-triton {ns.version}",
+                 "mamba_ssm-triton, traced twin when compiled" if _compiled_norm else "mamba_ssm-triton"]
     conv, conv_name = _select_conv(_conv_preference)
     return Mamba2Ops(ssd, norm, conv, (*names, conv_name))
 
@@ -157,15 +195,20 @@ def _select_conv(preference: str) -> tuple[Callable, str]:
             return torch.compiler.disable(_wrap_causal_conv1d(fn)), "causal_conv1d-cuda"
         if preference == "cuda":
             raise RuntimeError(f"conv preference cuda but {why}")
-    if preference in ("auto", "fla"):
-        fn, info = fla_triton_conv()  # info: fla's version, or why it is unavailable
+    if preference in ("auto", "triton"):
+        fn, why = tokengap_triton_conv()
         if fn is not None:
-            return torch.compiler.disable(_wrap_fla_conv(fn)), f"fla-triton {info}"
-        if preference == "fla":
+            return torch.compiler.disable(fn), "tokengap-triton"
+        if preference == "triton":
+            raise RuntimeError(f"conv preference triton but {why}")
+        if why not in _warned:
+            _warned.add(why)
+            log.warning("Mamba2 conv on CUDA runs F.conv1d (no fused kernel): %s", why)
+    if preference == "fla":
+        fn, info = fla_triton_conv()  # info: fla's version, or why it is unavailable
+        if fn is None:
             raise RuntimeError(f"conv preference fla but {info}")
-        if info not in _warned:
-            _warned.add(info)
-            log.warning("Mamba2 conv on CUDA runs F.conv1d (no fused kernel): %s", info)
+        return torch.compiler.disable(_wrap_fla_conv(fn)), f"fla-triton {info}"
     return causal_conv1d_torch, "torch-conv1d"
 
 

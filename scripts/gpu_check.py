@@ -5,7 +5,8 @@
 1. Our Mamba2 layer on the Triton path (mamba-ssm kernels) vs the same layer on the reference path.
 2. Our Mamba2 layer vs mamba-ssm's stock `Mamba2` (use_mem_eff_path=False) loaded with the same state dict.
 3. Attention: SDPA (flash / memory-efficient) vs the float32 math reference, with and without a window.
-4. A whole hybrid LM: Triton path vs reference path.
+4. A whole hybrid LM: Triton path vs reference path; and a compiled train step vs the same step eager.
+5. The causal convs (ours, fla's) vs F.conv1d.
 Outputs and gradients (input and every parameter), fp32 and bf16. Error = ||a - b|| / ||b|| (relative L2),
 the reference computed in float32 (float64 for the SSD scan where noted). Exits 1 if any error exceeds its
 tolerance: fp32 5e-3 (the kernels use TF32), bf16 3e-2.
@@ -25,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import LM, ModelConfig  # noqa: E402
 from models.attention import Attention, apply_rope, attention_math_reference, rope_tables  # noqa: E402
 from models.config import MambaConfig  # noqa: E402
-from models.kernels import _wrap_fla_conv, causal_conv1d_cuda, fla_triton_conv, mamba_ssm_triton  # noqa: E402
+from models.kernels import (_wrap_fla_conv, causal_conv1d_cuda, fla_triton_conv, mamba_ssm_triton,  # noqa: E402
+                            tokengap_triton_conv)
 from models.ssd import causal_conv1d_torch  # noqa: E402
 from models.mamba2 import Mamba2  # noqa: E402
 
@@ -117,13 +119,15 @@ def check_mamba(device, x):
 
 
 def check_conv(device):
-    """fla's Triton causal conv (what Mamba2 layers run on CUDA without causal-conv1d) vs F.conv1d, on the
-    strided (b, l, c) view that in_proj's split hands it; conv_dim 1280 as at `small`."""
-    fn, why = fla_triton_conv()
-    if fn is None:
-        print(f"fla unavailable ({why}): conv check skipped")
-        return
-    fla_conv = _wrap_fla_conv(fn)
+    """The Triton causal convs (ours, what Mamba2 layers run on CUDA without causal-conv1d; fla's, the
+    alternative) vs F.conv1d, on the strided (b, l, c) view that in_proj's split hands them; conv_dim 1280 as
+    at `small`."""
+    impls = {}
+    for label, (fn, why) in (("ours triton", tokengap_triton_conv()), ("fla triton", fla_triton_conv())):
+        if fn is None:
+            print(f"{label} conv unavailable ({why}): skipped")
+            continue
+        impls[label] = _wrap_fla_conv(fn) if label == "fla triton" else fn
 
     class Conv(torch.nn.Module):
         def __init__(self, impl):
@@ -140,8 +144,9 @@ def check_conv(device):
 
     u = torch.randn(2, 1000, 2304, device=device)
     ref = run_layer(Conv(causal_conv1d_torch), u, torch.float32)
-    for dtype in (torch.bfloat16, torch.float32):
-        compare("conv: fla triton vs F.conv1d(fp32)", dtype, run_layer(Conv(fla_conv), u, dtype), ref)
+    for label, impl in impls.items():
+        for dtype in (torch.bfloat16, torch.float32):
+            compare(f"conv: {label} vs F.conv1d(fp32)", dtype, run_layer(Conv(impl), u, dtype), ref)
 
 
 def check_attention(device):
@@ -189,6 +194,29 @@ def check_lm(device):
     return fast.kernel_report()
 
 
+def check_compiled_step(device):
+    """A train step of the compiled hybrid (inductor traces the gated-norm twin, RoPE over q and k together)
+    against the same model eager (mamba-ssm's norm kernel): loss and every parameter's gradient."""
+    cfg = ModelConfig(name="hybrid", n_layers=4, d_model=512, n_heads=8, pattern=["mamba2"] * 3 + ["attention"],
+                      mlp_ratio=2.75, vocab_size=1024, mamba=MambaConfig(chunk_size=256))
+    torch.manual_seed(0)
+    model = LM(cfg).to(device)
+    ids = torch.randint(0, 1024, (2, 1025), device=device)
+    compiled = torch.compile(model)
+    for dtype in (torch.float32, torch.bfloat16):
+        outs = []
+        for fwd in (model, compiled):
+            model.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                loss = fwd(ids[:, :-1], ids[:, 1:])
+            loss.backward()
+            outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        record("hybrid LM train step: compiled vs eager", dtype, "loss", rel(outs[1][0], outs[0][0]))
+        errs = {n: rel(outs[1][1][n], outs[0][1][n]) for n in outs[0][1]}  # per parameter: none hides in a sum
+        worst = max(errs, key=errs.get)
+        record("hybrid LM train step: compiled vs eager", dtype, f"grad (worst: {worst})", errs[worst])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
@@ -214,6 +242,8 @@ def main() -> int:
         print(f"mamba-ssm unavailable ({why}): stock-Mamba2 comparison skipped")
     stage("hybrid LM")
     report = check_lm(device)
+    stage("compiled train step")
+    check_compiled_step(device)
     print("\n".join(report))
     w = max(len(r["check"]) for r in rows)
     print(f"\n{'check':{w}}  dtype     {'what':38} rel_err    tol     ok")

@@ -105,6 +105,24 @@ def test_sdpa_matches_math_reference(window, kv_heads):
     torch.testing.assert_close(attn(x, (cos, sin)), ref)
 
 
+def test_qk_norm_attention_matches_separate_norms_and_ropes():
+    """Attention ropes q and k as one tensor (and normalises them as one with qk_norm); the result must equal
+    normalising and roping each separately."""
+    torch.manual_seed(0)
+    cfg = tiny("transformer", n_kv_heads=2, qk_norm=True)
+    attn = Attention(cfg).double()
+    for norm in (attn.q_norm, attn.k_norm):  # non-trivial weights, different for q and k
+        torch.nn.init.uniform_(norm.weight, 0.5, 1.5)
+    x = torch.randn(2, 23, cfg.d_model, dtype=torch.float64)
+    cos, sin = rope_tables(23, cfg.head_dim, cfg.rope_theta, x.device, torch.float64)
+    q, k, v = attn.wqkv(x).split([4 * 32, 2 * 32, 2 * 32], dim=-1)
+    q = apply_rope(attn.q_norm(q.view(2, 23, 4, 32)), cos, sin).transpose(1, 2)
+    k = apply_rope(attn.k_norm(k.view(2, 23, 2, 32)), cos, sin).transpose(1, 2)
+    v = v.view(2, 23, 2, 32).transpose(1, 2)
+    ref = attn.wo(attention_math_reference(q, k, v).transpose(1, 2).reshape(2, 23, 128))
+    torch.testing.assert_close(attn(x, (cos, sin)), ref)
+
+
 def test_rope_is_relative():
     """<R_m q, R_n k> depends on m - n only."""
     torch.manual_seed(0)
@@ -323,7 +341,7 @@ def test_conv_dispatch_picks_fla_and_passes_its_layout(tmp_path, monkeypatch):
             return causal_conv1d_torch(x, weight, bias, activation=activation == "silu"), None
     """)
     try:
-        conv, name = kernels._select_conv("auto")
+        conv, name = kernels._select_conv("fla")
         assert name == "fla-triton 0.fake"
         x, w, b = torch.randn(2, 9, 6), torch.randn(6, 4), torch.randn(6)
         torch.testing.assert_close(conv(x, w, b), causal_conv1d_torch(x, w, b))
@@ -335,16 +353,57 @@ def test_conv_dispatch_picks_fla_and_passes_its_layout(tmp_path, monkeypatch):
         kernels.fla_triton_conv.cache_clear()
 
 
-def test_conv_dispatch_broken_fla_falls_back_named_or_refuses(tmp_path, monkeypatch):
+def test_conv_dispatch_auto_order_ours_then_torch(tmp_path, monkeypatch):
+    """auto: causal-conv1d if importable, else our Triton conv, else F.conv1d with a warning; fla only when asked
+    for, so a broken fla changes nothing under auto and is refused by name when asked for."""
+    pytest.importorskip("triton")
     _fake_fla(tmp_path, monkeypatch, "raise ImportError('needs a newer triton')\n")
     try:
-        assert kernels._select_conv("auto")[1] == "torch-conv1d"
+        assert kernels._select_conv("auto")[1] == "tokengap-triton"
+        assert kernels._select_conv("triton")[1] == "tokengap-triton"
         with pytest.raises(RuntimeError, match="fla import failed.*newer triton"):
             kernels._select_conv("fla")
         with pytest.raises(ValueError, match="conv preference"):
             kernels.set_conv_preference("cudnn")
+        monkeypatch.setattr(kernels, "tokengap_triton_conv", lambda: (None, "triton is not installed"))
+        assert kernels._select_conv("auto")[1] == "torch-conv1d"
+        with pytest.raises(RuntimeError, match="conv preference triton but triton is not installed"):
+            kernels._select_conv("triton")
+        monkeypatch.setattr(kernels, "causal_conv1d_cuda", lambda: (lambda *a, **k: None, ""))
+        assert kernels._select_conv("auto")[1] == "causal_conv1d-cuda"
     finally:
         kernels.fla_triton_conv.cache_clear()
+
+
+def test_gated_norm_traces_the_twin_when_compiled_and_calls_the_kernel_eager():
+    """Eager, the wrapped norm calls mamba-ssm's kernel (a fake here, whose output is distinguishable); traced
+    by torch.compile, it is the PyTorch twin, in one graph (fullgraph=True fails on a graph break); with
+    set_compiled_norm(False), the compiled model calls the kernel again."""
+    calls = []
+
+    def fake_rmsnorm_fn(x, weight, bias, z, eps, group_size, norm_before_gate):
+        assert bias is None and norm_before_gate is False
+        calls.append(x.shape)
+        return -gated_rms_norm_torch(x, z, weight, eps, group_size)
+
+    norm = kernels._wrap_mamba_norm(fake_rmsnorm_fn)
+    x, z, w = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.rand(8) + 0.5
+    twin = gated_rms_norm_torch(x, z, w, 1e-5, 4)
+    torch.testing.assert_close(norm(x, z, w, 1e-5, 4), -twin)
+    assert len(calls) == 1
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: norm(*a, 1e-5, 4), backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, z, w), twin)
+    assert len(calls) == 1
+    try:
+        kernels.set_compiled_norm(False)
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda *a: norm(*a, 1e-5, 4), backend="aot_eager")
+        torch.testing.assert_close(compiled(x, z, w), -twin)
+        assert len(calls) == 2
+    finally:
+        kernels.set_compiled_norm(True)
+        torch._dynamo.reset()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fla's Triton conv needs a CUDA device")
