@@ -5,10 +5,11 @@
 Twin: `models.ssd.causal_conv1d_torch` (F.conv1d). Parity: `tests/test_conv_triton.py` (the Triton interpreter
 on CPU, so CI runs it; the compiled kernels on CUDA) and `scripts/gpu_check.py`.
 
-Why our own rather than fla's `causal_conv1d`: fla's backward first reruns the forward in a separate pass to
-get the pre-activation, writes it out, then reloads it once per tap; at `small` it took 0.83 ms a layer on an
-H100, 6 ms of the hybrid's train step. Forward + backward of one layer (scripts/conv_sweep.py): fla 2.01 ms at
-`small` and 1.41 ms at `base`, ours 1.35 and 1.32 ms (BENCHMARKS.md). Here the backward recomputes the pre-activation from the
+Why our own rather than fla's `causal_conv1d`: it needs only triton (a core dependency; fla is optional), and
+uses fixed tiles, so every process runs the same kernel. It is not reliably faster: one layer forward + backward
+on an H100 (scripts/conv_sweep.py) took 1.35-1.43 ms at `small` and 1.32-1.37 ms at `base`, fla's autotuned
+kernel 1.49-2.01 and 1.27-1.41 ms in two processes (BENCHMARKS.md). fla's backward reruns the forward in a
+separate pass to get the pre-activation and reloads it once per tap; here the backward recomputes it from the
 x tile it loads anyway (the taps hit L1/L2), so each of x, dy and dx crosses HBM once. The weight and bias
 gradients are reduced per (batch, time tile) in the kernel and summed over tiles by torch: one float32 (C, K)
 row per BLOCK_L positions, 84 MB at the hybrid's `small` shape, about 40% on top of x, dy and dx.
@@ -34,21 +35,38 @@ BLOCK_L, BLOCK_C, NUM_WARPS = 16, 64, 2
 
 
 @triton.jit
+def _rows(base, pos, stride_l, c, cm, L):
+    """(BL, BC) float32 tile of rows `pos` (zero outside [0, L)) and channels `c` (masked by cm)."""
+    return tl.load(base + pos.to(tl.int64)[:, None] * stride_l + c[None, :],
+                   mask=((pos >= 0) & (pos < L))[:, None] & cm[None, :], other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _tap(w_ptr, c, cm, K: tl.constexpr, k):
+    """(1, BC) float32: tap k of the weight (C, K) for channels c."""
+    return tl.load(w_ptr + c * K + k, mask=cm, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _pre_activation(xb, s, sxl, c, cm, w_ptr, bias_ptr, L,
+                    K: tl.constexpr, HAS_BIAS: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """bias + sum_k weight[:, k] * x[s - (K-1) + k] for output positions s: (BL, BC) float32."""
+    acc = tl.zeros((BL, BC), dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
+    for k in tl.static_range(K):
+        acc += _rows(xb, s - (K - 1) + k, sxl, c, cm, L) * _tap(w_ptr, c, cm, K, k)
+    return acc
+
+
+@triton.jit
 def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, C, sxb, sxl, syb, syl,
                      K: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t = pid_l * BL + tl.arange(0, BL)
     c = pid_c * BC + tl.arange(0, BC)
     cm = c < C
-    xb = x_ptr + pid_b.to(tl.int64) * sxb
-    acc = tl.zeros((BL, BC), dtype=tl.float32)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-    for k in tl.static_range(K):
-        s = t - (K - 1) + k
-        xv = tl.load(xb + s.to(tl.int64)[:, None] * sxl + c[None, :],
-                     mask=((s >= 0) & (s < L))[:, None] & cm[None, :], other=0.0).to(tl.float32)
-        acc += xv * tl.load(w_ptr + c * K + k, mask=cm, other=0.0).to(tl.float32)[None, :]
+    acc = _pre_activation(x_ptr + pid_b.to(tl.int64) * sxb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
     if ACT:
         acc = acc * tl.sigmoid(acc)
     tl.store(y_ptr + pid_b.to(tl.int64) * syb + t.to(tl.int64)[:, None] * syl + c[None, :],
@@ -71,26 +89,16 @@ def _conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, L, 
     dx = tl.zeros((BL, BC), dtype=tl.float32)
     for m in tl.static_range(K):  # output position s = t + m feeds dx[t] through tap K-1-m
         s = t + m
-        g = tl.load(dyb + s.to(tl.int64)[:, None] * sdyl + c[None, :],
-                    mask=(s < L)[:, None] & cm[None, :], other=0.0).to(tl.float32)
-        if ACT:
-            pre = tl.zeros((BL, BC), dtype=tl.float32)
-            if HAS_BIAS:
-                pre += tl.load(bias_ptr + c, mask=cm, other=0.0).to(tl.float32)[None, :]
-            for j in tl.static_range(K):
-                u = s - (K - 1) + j
-                xv = tl.load(xb + u.to(tl.int64)[:, None] * sxl + c[None, :],
-                             mask=((u >= 0) & (u < L))[:, None] & cm[None, :], other=0.0).to(tl.float32)
-                pre += xv * tl.load(w_ptr + c * K + j, mask=cm, other=0.0).to(tl.float32)[None, :]
+        g = _rows(dyb, s, sdyl, c, cm, L)
+        if ACT:  # the pre-activation is recomputed from x (L1/L2 hits), not stored by the forward
+            pre = _pre_activation(xb, s, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
             sig = tl.sigmoid(pre)
             g = g * sig * (1.0 + pre * (1.0 - sig))
-        dx += g * tl.load(w_ptr + c * K + (K - 1 - m), mask=cm, other=0.0).to(tl.float32)[None, :]
+        dx += g * _tap(w_ptr, c, cm, K, K - 1 - m)
         if m == 0:  # the tile's own positions: each output position is counted by exactly one tile
             for k in tl.static_range(K):
-                u = t - (K - 1) + k
-                xv = tl.load(xb + u.to(tl.int64)[:, None] * sxl + c[None, :],
-                             mask=((u >= 0) & (u < L))[:, None] & cm[None, :], other=0.0).to(tl.float32)
-                tl.store(dw_ptr + (row * C + c) * K + k, tl.sum(g * xv, axis=0), mask=cm)
+                dwk = tl.sum(g * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
+                tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
             if HAS_BIAS:
                 tl.store(db_ptr + row * C + c, tl.sum(g, axis=0), mask=cm)
     tl.store(dx_ptr + pid_b.to(tl.int64) * sdxb + t.to(tl.int64)[:, None] * sdxl + c[None, :],

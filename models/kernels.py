@@ -9,9 +9,9 @@ Paths, by op:
 
 On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
 (b, l, c) layout in place and fuse the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about
-13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours replaced fla's: forward + backward
-of one layer 1.35 against 2.01 ms at `small`, 1.32 against 1.41 ms at `base` (BENCHMARKS.md). causal-conv1d
-cannot be built on an offline machine without nvcc.
+13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours replaced fla's as the default: as fast
+within the run-to-run noise, per layer and in a whole train step, the same kernel in every process (fixed
+tiles), and it needs only triton (BENCHMARKS.md). causal-conv1d cannot be built on an offline machine without nvcc.
 
 mamba-ssm's package __init__ imports its compiled Mamba1 scan (`selective_scan_cuda`) unconditionally, so a
 pure-Python install (the only kind buildable without network/nvcc, see briefs/gpu.md) cannot even be imported.
@@ -127,7 +127,7 @@ def _wrap_mamba_norm(rmsnorm_fn):
 
     def norm(x, z, weight, eps, group_size):
         # Under torch.compile the twin is traced instead: inductor fuses it with the gate and the surrounding
-        # reshapes, and the layer loses a graph break (hybrid `small` step -1 ms, BENCHMARKS.md). Eager (e.g.
+        # reshapes, and the layer loses a graph break (hybrid `small` step 107.0 -> 102.5 ms, BENCHMARKS.md). Eager (e.g.
         # scoring), mamba-ssm's kernel is faster than the unfused twin.
         if _compiled_norm and torch.compiler.is_compiling():
             return gated_rms_norm_torch(x, z, weight, eps, group_size)

@@ -7,14 +7,15 @@ GPU only; results/gpu/attn_probe.log. models/attention.py took "qk_together".
 """
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import cuda_times_ms  # noqa: E402
 from models.attention import rope_tables_cached  # noqa: E402
 
@@ -94,9 +95,7 @@ class Attn(nn.Module):
                 from fla.modules.rotary import rotary_embedding
                 f = torch.compiler.disable(rotary_embedding)
                 q, k = f(q, cosb, sinb), f(k, cosb, sinb)
-            elif v in ("contig_bhld",):
-                q, k = rope_cur(q, cos, sin), rope_cur(k, cos, sin)
-            else:
+            else:  # cur, contig_bhld, flash_backend
                 q, k = rope_cur(q, cos, sin), rope_cur(k, cos, sin)
             q, k, vv = (t.transpose(1, 2) for t in (q, k, vv))
             if v == "contig_bhld":
