@@ -1,18 +1,20 @@
-"""Mamba2's short causal depthwise conv (+ SiLU) as two Triton kernels, forward and backward.
+"""Mamba2's short causal depthwise conv (+ SiLU) as Triton kernels: one forward, a two-pass backward.
 
     y[b, t, c] = silu(bias[c] + sum_k weight[c, k] * x[b, t - (K-1) + k, c])      (x = 0 before t = 0)
 
 Twin: `models.ssd.causal_conv1d_torch` (F.conv1d). Parity: `tests/test_conv_triton.py` (the Triton interpreter
 on CPU, so CI runs it; the compiled kernels on CUDA) and `scripts/gpu_check.py`.
 
-Why our own rather than fla's `causal_conv1d`: it needs only triton (a core dependency; fla is optional), and
-uses fixed tiles, so every process runs the same kernel. It is not reliably faster: one layer forward + backward
-on an H100 (scripts/conv_sweep.py) took 1.35-1.43 ms at `small` and 1.32-1.37 ms at `base`, fla's autotuned
-kernel 1.49-2.01 and 1.27-1.41 ms in two processes (BENCHMARKS.md). fla's backward reruns the forward in a
-separate pass to get the pre-activation and reloads it once per tap; here the backward recomputes it from the
-x tile it loads anyway (the taps hit L1/L2), so each of x, dy and dx crosses HBM once. The weight and bias
-gradients are reduced per (batch, time tile) in the kernel and summed over tiles by torch: one float32 (C, K)
-row per BLOCK_L positions, 84 MB at the hybrid's `small` shape, about 40% on top of x, dy and dx.
+Why our own rather than fla's `causal_conv1d`: it needs only triton (a core dependency; fla is optional), uses
+fixed tiles, so every process runs the same kernel, and is registered as custom ops, so torch.compile keeps it
+in the graph. Device time of one layer forward + backward on an H100 (profiler, scripts/conv_sweep.py;
+BENCHMARKS.md): 0.81 ms at `small` and 0.58 ms at `base`, against fla's autotuned kernel 0.96 and 0.87 ms.
+
+Backward: pass 1 recomputes the pre-activation from x (the K shifted tiles hit L1/L2) and writes
+g = dy * silu'(pre) in float32, with the weight and bias gradients of its tile (one float32 (C, K) row per
+BLOCK_L positions, summed over tiles by torch); pass 2 is dx[t] = sum_m weight[K-1-m] g[t+m]. One pass that
+recomputed the pre-activation K times per position took 0.70 ms at `base` (BENCHMARKS.md): the extra float32 g
+round trip costs less than K-fold recomputation.
 
 Layout: x (b, l, c) with unit channel stride and any batch/time strides, so the strided view that Mamba2's
 in_proj split gives is read in place; y and dx come out contiguous. Computes in float32, stores in x.dtype.
@@ -26,12 +28,11 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-# Fixed, no autotuning: every process runs the same kernel. Chosen by scripts/conv_sweep.py on an H100 (27
-# configs at the hybrid `small` and `base` shapes, results/gpu/conv_sweep.log): within 3% of the best at both.
-# Larger tiles spill registers in the backward: 64 x 128 with 4 warps took 3x (small) to 12x (base) as long.
-BLOCK_L, BLOCK_C, NUM_WARPS = 16, 64, 2
+# Fixed, no autotuning: every process runs the same kernel. Chosen by device time on an H100 over 6 configs at
+# the hybrid `small` and `base` shapes (results/gpu/conv_device_time.log): the best at both. Larger tiles with
+# more warps were slower (64 x 64 x 4 warps: 1.05 / 0.77 ms against 0.81 / 0.58).
+BLOCK_L, BLOCK_C, NUM_WARPS = 32, 64, 2
 
 
 @triton.jit
@@ -60,8 +61,9 @@ def _pre_activation(xb, s, sxl, c, cm, w_ptr, bias_ptr, L,
 
 
 @triton.jit
-def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, C, sxb, sxl, syb, syl,
+def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, C, sxb, sxl, syb, syl, SM: tl.constexpr,
                      K: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    sxb, sxl, syb, syl = sxb * SM, sxl * SM, syb * SM, syl * SM  # strides come divided by SM (see _strides)
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t = pid_l * BL + tl.arange(0, BL)
     c = pid_c * BC + tl.arange(0, BC)
@@ -74,33 +76,45 @@ def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, C, sxb, sxl, syb, syl,
 
 
 @triton.jit
-def _conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, L, C, n_lt,
-                     sxb, sxl, sdyb, sdyl, sdxb, sdxl,
-                     K: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
-    """dx[t] = sum_m weight[K-1-m] * g[t+m] with g = dy * silu'(pre); partial dw, db of this tile into row
-    (b * n_lt + time tile) of dw (rows, C, K) and db (rows, C)."""
+def _conv_bwd_g_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, g_ptr, dw_ptr, db_ptr, L, C, n_lt,
+                       sxb, sxl, sdyb, sdyl, sgb, sgl, SM: tl.constexpr,
+                       K: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """Backward, pass 1: g = dy * silu'(pre) into g (float32); the partial dw, db of this tile into row
+    (b * n_lt + time tile) of dw (rows, C, K) and db (rows, C), summed over rows by torch."""
+    sxb, sxl, sdyb, sdyl, sgb, sgl = sxb * SM, sxl * SM, sdyb * SM, sdyl * SM, sgb * SM, sgl * SM
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t = pid_l * BL + tl.arange(0, BL)
     c = pid_c * BC + tl.arange(0, BC)
     cm = c < C
     xb = x_ptr + pid_b.to(tl.int64) * sxb
-    dyb = dy_ptr + pid_b.to(tl.int64) * sdyb
     row = pid_b.to(tl.int64) * n_lt + pid_l
+    g = _rows(dy_ptr + pid_b.to(tl.int64) * sdyb, t, sdyl, c, cm, L)
+    if ACT:
+        pre = _pre_activation(xb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
+        sig = tl.sigmoid(pre)
+        g = g * sig * (1.0 + pre * (1.0 - sig))
+    tl.store(g_ptr + pid_b.to(tl.int64) * sgb + t.to(tl.int64)[:, None] * sgl + c[None, :], g,
+             mask=(t < L)[:, None] & cm[None, :])
+    for k in tl.static_range(K):
+        dwk = tl.sum(g * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
+        tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
+    if HAS_BIAS:
+        tl.store(db_ptr + row * C + c, tl.sum(g, axis=0), mask=cm)
+
+
+@triton.jit
+def _conv_bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, C, sgb, sgl, sdxb, sdxl, SM: tl.constexpr,
+                        K: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """Backward, pass 2: dx[t] = sum_m weight[K-1-m] * g[t+m]."""
+    sgb, sgl, sdxb, sdxl = sgb * SM, sgl * SM, sdxb * SM, sdxl * SM
+    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    t = pid_l * BL + tl.arange(0, BL)
+    c = pid_c * BC + tl.arange(0, BC)
+    cm = c < C
+    gb = g_ptr + pid_b.to(tl.int64) * sgb
     dx = tl.zeros((BL, BC), dtype=tl.float32)
-    for m in tl.static_range(K):  # output position s = t + m feeds dx[t] through tap K-1-m
-        s = t + m
-        g = _rows(dyb, s, sdyl, c, cm, L)
-        if ACT:  # the pre-activation is recomputed from x (L1/L2 hits), not stored by the forward
-            pre = _pre_activation(xb, s, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
-            sig = tl.sigmoid(pre)
-            g = g * sig * (1.0 + pre * (1.0 - sig))
-        dx += g * _tap(w_ptr, c, cm, K, K - 1 - m)
-        if m == 0:  # the tile's own positions: each output position is counted by exactly one tile
-            for k in tl.static_range(K):
-                dwk = tl.sum(g * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
-                tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
-            if HAS_BIAS:
-                tl.store(db_ptr + row * C + c, tl.sum(g, axis=0), mask=cm)
+    for m in tl.static_range(K):
+        dx += _rows(gb, t + m, sgl, c, cm, L) * _tap(w_ptr, c, cm, K, K - 1 - m)
     tl.store(dx_ptr + pid_b.to(tl.int64) * sdxb + t.to(tl.int64)[:, None] * sdxl + c[None, :],
              dx.to(dx_ptr.dtype.element_ty), mask=(t < L)[:, None] & cm[None, :])
 
@@ -109,44 +123,83 @@ def _unit_channel_stride(x: Tensor) -> Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-class CausalConv1dTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: bool,
-                block_l: int, block_c: int, num_warps: int) -> Tensor:
-        b, l, c = x.shape
-        k = weight.shape[-1]
-        x, weight = _unit_channel_stride(x), weight.contiguous()
-        bias = bias.contiguous() if bias is not None else None
-        y = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
-        grid = (triton.cdiv(l, block_l), triton.cdiv(c, block_c), b)
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-            _conv_fwd_kernel[grid](x, weight, bias if bias is not None else weight, y, l, c,
-                                   x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-                                   K=k, HAS_BIAS=bias is not None, ACT=activation, BL=block_l, BC=block_c,
-                                   num_warps=num_warps)
-        ctx.save_for_backward(x, weight, bias)
-        ctx.cfg = (activation, block_l, block_c, num_warps)
-        return y
+def _strides(*tensors: Tensor) -> tuple:
+    """Batch and time strides of each (b, l, c) tensor, divided by SM, then SM: the largest power of two up to
+    16 that divides them all. Multiplied back by the constexpr SM inside the kernel, they tell Triton that rows
+    start on SM-element boundaries, so it can issue vector loads. Without it a row stride that is not a multiple
+    of 16 (in_proj's width at `base`, 3352) is treated as arbitrary and every load is scalar."""
+    strides = [s for t in tensors for s in (t.stride(0), t.stride(1))]
+    sm = 16
+    while sm > 1 and any(s % sm for s in strides):
+        sm //= 2
+    return (*(s // sm for s in strides), sm)
 
-    @staticmethod
-    @once_differentiable  # no double backward: raise rather than silently drop second-order terms
-    def backward(ctx, dy: Tensor):
-        x, weight, bias = ctx.saved_tensors
-        activation, block_l, block_c, num_warps = ctx.cfg
-        b, l, c = x.shape
-        k = weight.shape[-1]
-        dy = _unit_channel_stride(dy)
-        n_lt = triton.cdiv(l, block_l)
-        dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
-        dw = torch.empty((b * n_lt, c, k), device=x.device, dtype=torch.float32)
-        db = torch.empty((b * n_lt, c), device=x.device, dtype=torch.float32) if bias is not None else dw
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-            _conv_bwd_kernel[(n_lt, triton.cdiv(c, block_c), b)](
-                x, weight, bias if bias is not None else weight, dy, dx, dw, db, l, c, n_lt,
-                x.stride(0), x.stride(1), dy.stride(0), dy.stride(1), dx.stride(0), dx.stride(1),
-                K=k, HAS_BIAS=bias is not None, ACT=activation, BL=block_l, BC=block_c, num_warps=num_warps)
-        dbias = db.sum(0).to(bias.dtype) if bias is not None else None
-        return dx, dw.sum(0).to(weight.dtype), dbias, None, None, None, None
+
+# Custom ops rather than an autograd.Function: torch.compile keeps them in the graph as opaque calls instead of
+# breaking the graph around them.
+@torch.library.custom_op("tokengap::causal_conv1d_fwd", mutates_args=())
+def _conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: bool,
+              block_l: int, block_c: int, num_warps: int) -> Tensor:
+    b, l, c = x.shape
+    k = weight.shape[-1]
+    x, weight = _unit_channel_stride(x), weight.contiguous()
+    bias = bias.contiguous() if bias is not None else None
+    y = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(l, block_l), triton.cdiv(c, block_c), b)
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        _conv_fwd_kernel[grid](x, weight, bias if bias is not None else weight, y, l, c, *_strides(x, y),
+                               K=k, HAS_BIAS=bias is not None, ACT=activation, BL=block_l, BC=block_c,
+                               num_warps=num_warps)
+    return y
+
+
+@_conv_fwd.register_fake
+def _(x, weight, bias, activation, block_l, block_c, num_warps):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("tokengap::causal_conv1d_bwd", mutates_args=())
+def _conv_bwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], dy: Tensor, activation: bool,
+              block_l: int, block_c: int, num_warps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias); dbias is empty (0,) without a bias."""
+    b, l, c = x.shape
+    k = weight.shape[-1]
+    x, weight, dy = _unit_channel_stride(x), weight.contiguous(), _unit_channel_stride(dy)
+    bias = bias.contiguous() if bias is not None else None
+    n_lt = triton.cdiv(l, block_l)
+    dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
+    dw = torch.empty((b * n_lt, c, k), device=x.device, dtype=torch.float32)
+    db = torch.empty((b * n_lt, c), device=x.device, dtype=torch.float32) if bias is not None else dw
+    g = torch.empty((b, l, c), device=x.device, dtype=torch.float32)  # dy * silu'(pre), read K times by pass 2
+    grid = (n_lt, triton.cdiv(c, block_c), b)
+    consts = dict(K=k, BL=block_l, BC=block_c, num_warps=num_warps)
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        _conv_bwd_g_kernel[grid](x, weight, bias if bias is not None else weight, dy, g, dw, db, l, c, n_lt,
+                                 *_strides(x, dy, g), HAS_BIAS=bias is not None, ACT=activation, **consts)
+        _conv_bwd_dx_kernel[grid](g, weight, dx, l, c, *_strides(g, dx), **consts)
+    dbias = db.sum(0).to(bias.dtype) if bias is not None else weight.new_empty(0)
+    return dx, dw.sum(0).to(weight.dtype), dbias
+
+
+@_conv_bwd.register_fake
+def _(x, weight, bias, dy, activation, block_l, block_c, num_warps):
+    return x.new_empty(x.shape), weight.new_empty(weight.shape), \
+        bias.new_empty(bias.shape) if bias is not None else weight.new_empty(0)
+
+
+def _conv_setup(ctx, inputs, output):
+    x, weight, bias, activation, block_l, block_c, num_warps = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.cfg = (activation, block_l, block_c, num_warps)
+
+
+def _conv_backward(ctx, dy):
+    x, weight, bias = ctx.saved_tensors
+    dx, dw, db = _conv_bwd(x, weight, bias, dy, *ctx.cfg)
+    return dx, dw, db if bias is not None else None, None, None, None, None
+
+
+_conv_fwd.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, activation: bool = True,
@@ -155,5 +208,4 @@ def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     """x: (b, l, c), unit channel stride preferred (else copied); weight: (c, k); bias: (c,) or None.
     Returns silu(causal depthwise conv) (b, l, c) contiguous, in x.dtype. Same as causal_conv1d_torch.
     Block sizes default to the module's BLOCK_L, BLOCK_C, NUM_WARPS."""
-    return CausalConv1dTriton.apply(x, weight, bias, activation, block_l or BLOCK_L, block_c or BLOCK_C,
-                                    num_warps or NUM_WARPS)
+    return _conv_fwd(x, weight, bias, activation, block_l or BLOCK_L, block_c or BLOCK_C, num_warps or NUM_WARPS)

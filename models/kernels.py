@@ -46,15 +46,71 @@ def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
         placeholder = True
     try:
         from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
-        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+        from mamba_ssm.ops.triton.ssd_combined import (_mamba_chunk_scan_combined_bwd, _mamba_chunk_scan_combined_fwd,
+                                                       mamba_chunk_scan_combined)
     except Exception as exc:  # a broken install must not take the reference path down with it
         return None, f"mamba-ssm import failed: {type(exc).__name__}: {exc}"
     import mamba_ssm
 
     note = " (without its compiled Mamba1 extension)" if placeholder else ""
     ns = types.SimpleNamespace(mamba_chunk_scan_combined=mamba_chunk_scan_combined, rmsnorm_fn=rmsnorm_fn,
+                               ssd_fwd=_mamba_chunk_scan_combined_fwd, ssd_bwd=_mamba_chunk_scan_combined_bwd,
                                version=getattr(mamba_ssm, "__version__", "?") + note)
     return ns, ""
+
+
+# mamba-ssm's SSD as custom ops: torch.compile keeps them in the graph as opaque calls, so a compiled step is
+# one graph (its autograd.Function, behind torch.compiler.disable, broke the graph in every Mamba2 layer). Not
+# faster by itself: the GPU idle time of the hybrid's forward is the CPU cost of mamba-ssm's own five launches
+# (BENCHMARKS.md). Same kernels, same arguments as MambaChunkScanCombinedFn (z=None, no initial states).
+_T = torch.Tensor
+
+
+@torch.library.custom_op("tokengap::mamba_ssd", mutates_args=())
+def _mamba_ssd(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+               D: torch.Tensor, dt_bias: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    out, *_ = mamba_ssm_triton()[0].ssd_fwd(x, dt, A, B, C, chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True)
+    return out
+
+
+@_mamba_ssd.register_fake
+def _(x, dt, A, B, C, D, dt_bias, chunk_size):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("tokengap::mamba_ssd_bwd", mutates_args=())
+def _mamba_ssd_bwd(dout: torch.Tensor, x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                   C: torch.Tensor, out: torch.Tensor, D: torch.Tensor, dt_bias: torch.Tensor,
+                   chunk_size: int) -> tuple[_T, _T, _T, _T, _T, _T, _T]:
+    """(dx, ddt, dA, dB, dC, dD, ddt_bias), each contiguous in its input's dtype (what the fake promises)."""
+    dx, ddt, dA, dB, dC, dD, _dz, ddt_bias, _ = mamba_ssm_triton()[0].ssd_bwd(
+        dout, x, dt, A, B, C, out, chunk_size, D=D, dt_bias=dt_bias, dt_softplus=True)
+    return tuple(g.to(r.dtype).contiguous() for g, r in zip((dx, ddt, dA, dB, dC, dD, ddt_bias), (x, dt, A, B, C, D, dt_bias)))
+
+
+@_mamba_ssd_bwd.register_fake
+def _(dout, x, dt, A, B, C, out, D, dt_bias, chunk_size):
+    return tuple(r.new_empty(r.shape) for r in (x, dt, A, B, C, D, dt_bias))
+
+
+def _ssd_setup(ctx, inputs, output):
+    *tensors, ctx.chunk_size = inputs
+    ctx.save_for_backward(*tensors, output)
+
+
+def _ssd_backward(ctx, dout):
+    x, dt, A, B, C, D, dt_bias, out = ctx.saved_tensors
+    return (*_mamba_ssd_bwd(dout, x, dt, A, B, C, out, D, dt_bias, ctx.chunk_size), None)
+
+
+_mamba_ssd.register_autograd(_ssd_backward, setup_context=_ssd_setup)
+
+
+def mamba_ssd(x, dt, A, B, C, chunk_size, D=None, dt_bias=None, dt_softplus=False):
+    """mamba_chunk_scan_combined for what Mamba2 passes (D, dt_bias, softplus); same signature as the twin."""
+    if D is None or dt_bias is None or not dt_softplus:
+        raise ValueError("mamba_ssd: needs D, dt_bias and dt_softplus=True (as Mamba2 passes them)")
+    return _mamba_ssd(x, dt, A, B, C, D, dt_bias, chunk_size)
 
 
 @functools.cache
@@ -179,7 +235,7 @@ def _select_cached(kernels: str, is_cuda: bool) -> Mamba2Ops:
             log.warning("Mamba2 on CUDA runs the pure-PyTorch reference SSD (slow): %s", why)
         ssd, norm, names = ssd_chunked_torch, gated_rms_norm_torch, ["torch-chunked(reference)", "torch(reference)"]
     else:
-        ssd = torch.compiler.disable(ns.mamba_chunk_scan_combined)  # custom autograd Functions: keep out of dynamo
+        ssd = mamba_ssd
         norm = _wrap_mamba_norm(ns.rmsnorm_fn)
         names = [f"mamba_ssm-triton {ns.version}",
                  "mamba_ssm-triton, traced twin when compiled" if _compiled_norm else "mamba_ssm-triton"]
@@ -198,7 +254,7 @@ def _select_conv(preference: str) -> tuple[Callable, str]:
     if preference in ("auto", "triton"):
         fn, why = tokengap_triton_conv()
         if fn is not None:
-            return torch.compiler.disable(fn), "tokengap-triton"
+            return fn, "tokengap-triton"  # custom ops: stay in the compiled graph
         if preference == "triton":
             raise RuntimeError(f"conv preference triton but {why}")
         if why not in _warned:

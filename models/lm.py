@@ -14,6 +14,7 @@ from torch import Tensor
 
 from models.attention import Attention, rope_tables_cached
 from models.config import ModelConfig, resolve_layers, validate
+from models.kernels import Mamba2Ops
 from models.mamba2 import Mamba2
 
 
@@ -50,9 +51,9 @@ class Block(nn.Module):
         self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_dim)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], ops: Optional[Mamba2Ops] = None) -> Tensor:
         h = self.norm1(x)
-        x = x + (self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h))
+        x = x + (self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h, ops))
         return x + self.mlp(self.norm2(x))
 
 
@@ -89,10 +90,11 @@ class LM(nn.Module):
     # ---- forward passes ------------------------------------------------------------------------------
     def hidden_states(self, input_ids: Tensor) -> Tensor:
         """(b, l) -> final-normed hidden states (b, l, d_model)."""
-        x = self.embed(input_ids)
         rope = rope_tables_cached(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
+        ops = self._mamba_ops(input_ids.device)
+        x = self.embed(input_ids)
         for block in self.blocks:
-            x = block(x, rope)
+            x = block(x, rope, ops)
         return self.norm(x)
 
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None) -> Tensor:
@@ -109,6 +111,14 @@ class LM(nn.Module):
         return chunked_cross_entropy(h, self.lm_head.weight, targets, chunk_tokens)
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
+    @torch.compiler.disable  # Python bookkeeping, once per forward at the top of the graph, not once per layer
+    def _mamba_ops(self, device: torch.device) -> Optional[Mamba2Ops]:
+        ops = None
+        for b in self.blocks:
+            if isinstance(b.mixer, Mamba2):
+                ops = b.mixer._ops(device)  # every layer shares cfg.kernels; each records its path
+        return ops
+
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied weight once
         if non_embedding:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from models.config import ModelConfig
-from models.kernels import select_mamba2_ops
+from models.kernels import Mamba2Ops, select_mamba2_ops
 
 log = logging.getLogger("tokengap.models")
 
@@ -72,9 +73,10 @@ class Mamba2(nn.Module):
             log.debug("layer %d mamba2 on %s: %s", self.layer_idx, device.type, self.path)
         return ops
 
-    def forward(self, u: Tensor) -> Tensor:
+    def forward(self, u: Tensor, ops: Optional[Mamba2Ops] = None) -> Tensor:
+        """ops: what to run (LM resolves them once per forward, outside the compiled graph); else looked up."""
         b, l, _ = u.shape
-        ops = self._ops(u.device)
+        ops = ops if ops is not None else self._ops(u.device)
         z, xBC, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
         xBC = ops.conv(xBC, self.conv1d.weight.squeeze(1), self.conv1d.bias)
         x, B, C = xBC.split([self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1)

@@ -88,3 +88,26 @@ def test_triton_conv_matches_torch_twin_on_cuda():
     ns["run"]("cuda", BLOCK_L, BLOCK_C)  # the production blocks
     # bf16 in and out, float32 inside: rounding of y and dx only
     ns["check"]("cuda", torch.bfloat16, 4, 300, 1280, 4, True, True, True, BLOCK_L, BLOCK_C, 2e-2)
+
+
+def test_conv_custom_ops_pass_opcheck_and_compile_without_graph_break():
+    """The conv is registered as custom ops so torch.compile keeps it in the graph: opcheck (schema, fake
+    tensors, autograd registration) and a fullgraph compile whose gradients match eager, in the interpreter."""
+    pytest.importorskip("triton")
+    r = _run_interpreted(textwrap.dedent("""
+        x = torch.randn(2, 40, 30, dtype=torch.float64)[..., 3:23].float()
+        w, b = torch.randn(20, 4), torch.randn(20)
+        torch.library.opcheck(torch.ops.tokengap.causal_conv1d_fwd.default, (x, w, b, True, 16, 16, 2))
+        torch.library.opcheck(torch.ops.tokengap.causal_conv1d_fwd.default, (x, w, None, True, 16, 16, 2))
+        f = torch.compile(lambda x, w, b: causal_conv1d_triton(x, w, b, True, 16, 16) * 2.0, backend="aot_eager",
+                          fullgraph=True)
+        outs = []
+        for fn in (f, lambda x, w, b: causal_conv1d_torch(x, w, b, True) * 2.0):
+            xi, wi, bi = (t.clone().requires_grad_(True) for t in (x, w, b))
+            fn(xi, wi, bi).sum().backward()
+            outs.append([xi.grad, wi.grad, bi.grad])
+        for a, r in zip(*outs):
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+        print('ok')
+    """))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-4000:]

@@ -1,6 +1,7 @@
 """Model zoo: reference ops vs naive definitions, causality, shapes, parameter matching, save/load, dispatch."""
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import sys
 import textwrap
@@ -303,7 +304,10 @@ def test_mamba_ssm_without_compiled_extension_is_importable(tmp_path, monkeypatc
     (pkg / "__init__.py").write_text("__version__ = '0.fake'\nimport selective_scan_cuda\n")
     (pkg / "ops" / "__init__.py").write_text("")
     (pkg / "ops" / "triton" / "__init__.py").write_text("")
-    (pkg / "ops" / "triton" / "ssd_combined.py").write_text("def mamba_chunk_scan_combined(*a, **k): return 'ssd'\n")
+    (pkg / "ops" / "triton" / "ssd_combined.py").write_text(
+        "def mamba_chunk_scan_combined(*a, **k): return 'ssd'\n"
+        "def _mamba_chunk_scan_combined_fwd(*a, **k): return 'fwd'\n"
+        "def _mamba_chunk_scan_combined_bwd(*a, **k): return 'bwd'\n")
     (pkg / "ops" / "triton" / "layernorm_gated.py").write_text(textwrap.dedent("""
         def rmsnorm_fn(*a, **k): return 'norm'
     """))
@@ -312,6 +316,7 @@ def test_mamba_ssm_without_compiled_extension_is_importable(tmp_path, monkeypatc
         monkeypatch.delitem(sys.modules, name)
     ns, why = mamba_ssm_triton.__wrapped__()
     assert why == "" and ns.mamba_chunk_scan_combined() == "ssd"
+    assert ns.ssd_fwd() == "fwd" and ns.ssd_bwd() == "bwd"
     assert "without its compiled Mamba1 extension" in ns.version
     for name in [m for m in sys.modules if m.startswith("mamba_ssm") or m == "selective_scan_cuda"]:
         monkeypatch.delitem(sys.modules, name)
@@ -438,3 +443,57 @@ def test_cached_rope_tables_equal_fresh_ones_and_survive_inference_mode():
     assert not cos.is_inference() and torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
     model(ids, ids).backward()  # raises if the cached tables were inference tensors
     assert rope_tables_cached(19, model.cfg.head_dim, model.cfg.rope_theta, "cpu")[0] is cos
+
+
+def _twin_namespace():
+    """A stand-in for mamba-ssm's internal SSD forward/backward built on the twin, same return layout."""
+    import types as _types
+
+    def fwd(x, dt, A, B, C, chunk_size, D=None, dt_bias=None, dt_softplus=False):
+        out = ssd_chunked_torch(x, dt, A, B, C, chunk_size, D=D, dt_bias=dt_bias, dt_softplus=dt_softplus)
+        return out.to(x.dtype), None, None, None, None, None
+
+    def grads(dout, x, dt, A, B, C, chunk_size, D, dt_bias, dt_softplus):
+        leaves = [t.detach().requires_grad_(True) for t in (x, dt, A, B, C, D, dt_bias)]
+        y = ssd_chunked_torch(*leaves[:5], chunk_size, D=leaves[5], dt_bias=leaves[6], dt_softplus=dt_softplus)
+        return torch.autograd.grad(y, leaves, dout)
+
+    def bwd(dout, x, dt, A, B, C, out, chunk_size, D=None, dt_bias=None, dt_softplus=False):
+        # a custom op's body runs below the autograd dispatch key (thread-local): differentiate in a fresh thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            g = pool.submit(grads, dout, x, dt, A, B, C, chunk_size, D, dt_bias, dt_softplus).result()
+        return g[0], g[1], g[2], g[3], g[4], g[5], None, g[6], None
+    return _types.SimpleNamespace(ssd_fwd=fwd, ssd_bwd=bwd)
+
+
+def test_ssd_custom_op_matches_twin_and_compiles_without_graph_break(monkeypatch):
+    """tokengap::mamba_ssd (what the CUDA path runs, mamba-ssm's kernels inside) wired to a twin-backed stand-in:
+    values and all seven gradients match the twin, torch.library.opcheck passes (schema, fake, autograd), and a
+    compiled function over it has no graph break (fullgraph=True)."""
+    import models.kernels as K
+    monkeypatch.setattr(K, "mamba_ssm_triton", lambda: (_twin_namespace(), ""))
+    g = torch.Generator().manual_seed(3)
+    b, l, h, p, n = 2, 24, 4, 8, 6
+    ins = [torch.randn(b, l, h, p, generator=g, dtype=torch.float64), 0.5 * torch.randn(b, l, h, generator=g, dtype=torch.float64),
+           -torch.rand(h, generator=g, dtype=torch.float64) - 0.5, torch.randn(b, l, 2, n, generator=g, dtype=torch.float64),
+           torch.randn(b, l, 2, n, generator=g, dtype=torch.float64), torch.randn(h, generator=g, dtype=torch.float64),
+           0.1 * torch.randn(h, generator=g, dtype=torch.float64)]
+    dy = torch.randn(b, l, h, p, generator=g, dtype=torch.float64)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_(True) for t in ins]
+        y = fn(*leaves)
+        y.backward(dy)
+        return [y] + [t.grad for t in leaves]
+
+    twin = run(lambda x, dt, A, B, C, D, db: ssd_chunked_torch(x, dt, A, B, C, 8, D=D, dt_bias=db, dt_softplus=True))
+    op = run(lambda x, dt, A, B, C, D, db: K.mamba_ssd(x, dt, A, B, C, 8, D=D, dt_bias=db, dt_softplus=True))
+    compiled = run(torch.compile(lambda x, dt, A, B, C, D, db: K.mamba_ssd(x, dt, A, B, C, 8, D=D, dt_bias=db,
+                                                                           dt_softplus=True) * 2.0,
+                                 backend="aot_eager", fullgraph=True))
+    for name, a, c, r in zip("y dx ddt dA dB dC dD ddt_bias".split(), op, compiled, twin):
+        torch.testing.assert_close(a, r, msg=f"op {name}")
+        torch.testing.assert_close(c, 2.0 * r, msg=f"compiled {name}")
+    torch.library.opcheck(torch.ops.tokengap.mamba_ssd.default, (*ins, 8))
+    with pytest.raises(ValueError, match="needs D, dt_bias"):
+        K.mamba_ssd(*ins[:5], 8)
