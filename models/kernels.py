@@ -1,7 +1,7 @@
 """Which implementation each Mamba2 op runs: the one place that imports mamba-ssm and causal-conv1d.
 
 Paths, by op:
-  ssd   mamba_ssm.mamba_chunk_scan_combined (Triton, CUDA)  |  models.ssd.ssd_chunked_torch (reference)
+  ssd   mamba-ssm's chunk-scan kernels (Triton, CUDA) as the custom op tokengap::mamba_ssd  |  models.ssd.ssd_chunked_torch
   norm  mamba_ssm.layernorm_gated.rmsnorm_fn (Triton, CUDA)  |  models.ssd.gated_rms_norm_torch
   conv  causal_conv1d_fn (CUDA extension)  |  models.conv_triton (ours, Triton, CUDA)
         |  fla.modules.causal_conv1d (Triton, CUDA; only when asked for, see set_conv_preference)
@@ -9,9 +9,9 @@ Paths, by op:
 
 On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
 (b, l, c) layout in place and fuse the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about
-13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours replaced fla's as the default: as fast
-within the run-to-run noise, per layer and in a whole train step, the same kernel in every process (fixed
-tiles), and it needs only triton (BENCHMARKS.md). causal-conv1d cannot be built on an offline machine without nvcc.
+13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours is the default over fla's: less
+device time per layer (0.58 against 0.87 ms at `base`), the same kernel in every process (fixed tiles), and
+it needs only triton (BENCHMARKS.md). causal-conv1d cannot be built on an offline machine without nvcc.
 
 mamba-ssm's package __init__ imports its compiled Mamba1 scan (`selective_scan_cuda`) unconditionally, so a
 pure-Python install (the only kind buildable without network/nvcc, see briefs/gpu.md) cannot even be imported.
@@ -37,7 +37,7 @@ log = logging.getLogger("tokengap.models")
 
 @functools.cache
 def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
-    """(namespace with mamba_chunk_scan_combined and rmsnorm_fn, "") or (None, why not)."""
+    """(namespace with ssd_fwd, ssd_bwd (mamba_chunk_scan_combined's halves), rmsnorm_fn, version, "") or (None, why)."""
     if importlib.util.find_spec("mamba_ssm") is None:
         return None, "mamba-ssm is not installed (pip install 'tokengap[cuda]')"
     placeholder = False
@@ -46,16 +46,14 @@ def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
         placeholder = True
     try:
         from mamba_ssm.ops.triton.layernorm_gated import rmsnorm_fn
-        from mamba_ssm.ops.triton.ssd_combined import (_mamba_chunk_scan_combined_bwd, _mamba_chunk_scan_combined_fwd,
-                                                       mamba_chunk_scan_combined)
+        from mamba_ssm.ops.triton.ssd_combined import _mamba_chunk_scan_combined_bwd, _mamba_chunk_scan_combined_fwd
     except Exception as exc:  # a broken install must not take the reference path down with it
         return None, f"mamba-ssm import failed: {type(exc).__name__}: {exc}"
     import mamba_ssm
 
     note = " (without its compiled Mamba1 extension)" if placeholder else ""
-    ns = types.SimpleNamespace(mamba_chunk_scan_combined=mamba_chunk_scan_combined, rmsnorm_fn=rmsnorm_fn,
-                               ssd_fwd=_mamba_chunk_scan_combined_fwd, ssd_bwd=_mamba_chunk_scan_combined_bwd,
-                               version=getattr(mamba_ssm, "__version__", "?") + note)
+    ns = types.SimpleNamespace(rmsnorm_fn=rmsnorm_fn, ssd_fwd=_mamba_chunk_scan_combined_fwd,
+                               ssd_bwd=_mamba_chunk_scan_combined_bwd, version=getattr(mamba_ssm, "__version__", "?") + note)
     return ns, ""
 
 
