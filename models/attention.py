@@ -27,7 +27,7 @@ def rope_tables_cached(seqlen: int, head_dim: int, theta: float, device: torch.d
     return _rope_tables_cache(seqlen, head_dim, theta, torch.device(device))
 
 
-@functools.lru_cache(maxsize=16)
+@functools.cache  # never evicted: a captured CUDA graph (train.cuda_graph) reads the tables by address
 def _rope_tables_cache(seqlen: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
     with torch.inference_mode(False), torch.no_grad():  # usable by autograd even if first built while scoring
         return rope_tables(seqlen, head_dim, theta, device)
@@ -40,7 +40,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache  # never evicted, as the RoPE tables (a few lengths per process: windows are padded)
 def sliding_window_mask(seqlen: int, window: int, device: torch.device) -> Tensor:
     """(seqlen, seqlen) bool, True where query i may attend key j: 0 <= i - j < window."""
     i = torch.arange(seqlen, device=device)

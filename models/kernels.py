@@ -6,6 +6,8 @@ Paths, by op:
   conv  causal_conv1d_fn (CUDA extension)  |  models.conv_triton (ours, Triton, CUDA)
         |  fla.modules.causal_conv1d (Triton, CUDA; only when asked for, see set_conv_preference)
         |  models.ssd.causal_conv1d_torch (F.conv1d, cuDNN on GPU; also the reference)
+and, for every model, the training loss:
+  loss  models.ce_triton (ours, Triton, CUDA)  |  lm_head + F.cross_entropy (the twin)
 
 On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
 (b, l, c) layout in place and fuse the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about
@@ -145,6 +147,40 @@ def tokengap_triton_conv() -> tuple[Optional[Callable], str]:
     except Exception as exc:
         return None, f"models.conv_triton import failed: {type(exc).__name__}: {exc}"
     return causal_conv1d_triton, ""
+
+
+@functools.cache
+def tokengap_triton_ce() -> tuple[Optional[Callable], str]:
+    """(models.ce_triton.linear_cross_entropy_triton, "") or (None, why not), logged once."""
+    why = "triton is not installed"
+    if importlib.util.find_spec("triton") is not None:
+        try:
+            from models.ce_triton import linear_cross_entropy_triton
+            return linear_cross_entropy_triton, ""
+        except Exception as exc:
+            why = f"models.ce_triton import failed: {type(exc).__name__}: {exc}"
+    log.warning("loss: %s; running lm_head + F.cross_entropy", why)
+    return None, why
+
+
+# Whether the training loss on CUDA runs our Triton linear cross-entropy (True) or lm_head + F.cross_entropy.
+# Changed only by scripts/bench.py, to time the two against each other.
+_fused_ce = True
+
+
+def set_fused_ce(on: bool) -> None:
+    global _fused_ce
+    _fused_ce = bool(on)
+
+
+def loss_kernel(device: torch.device) -> tuple[Optional[Callable], str]:
+    """The training loss's implementation on `device`: (linear_cross_entropy_triton, name) on CUDA when triton
+    imports, else (None, name of the twin: lm_head + F.cross_entropy)."""
+    if device.type == "cuda" and _fused_ce:
+        fn, why = tokengap_triton_ce()
+        if fn is not None:
+            return fn, "tokengap-triton linear cross-entropy"
+    return None, "lm_head + torch F.cross_entropy"
 
 
 # Which conv the CUDA path prefers: "auto" (causal-conv1d, then ours, then torch) or one of "cuda" | "triton" |

@@ -5,7 +5,7 @@ Each layer is a pre-norm residual block: x + mixer(norm(x)), then x + SwiGLU(nor
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -14,7 +14,7 @@ from torch import Tensor
 
 from models.attention import Attention, rope_tables_cached
 from models.config import ModelConfig, resolve_layers, validate
-from models.kernels import Mamba2Ops
+from models.kernels import Mamba2Ops, loss_kernel
 from models.mamba2 import Mamba2
 
 
@@ -100,10 +100,14 @@ class LM(nn.Module):
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None) -> Tensor:
         """Logits (b, l, vocab); or, with targets (b, l), the mean next-token cross-entropy over
         targets != -100 (the training loss, computed in float32)."""
-        logits = self.lm_head(self.hidden_states(input_ids))
+        fused = self._loss_kernel(input_ids.device) if targets is not None else None
+        h = self.hidden_states(input_ids)
         if targets is None:
-            return logits
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+            return self.lm_head(h)
+        if fused is not None:  # the logits' gradient computed in the forward (models/ce_triton.py)
+            dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else h.dtype
+            return fused(h, self.lm_head.weight, targets, dtype)
+        return F.cross_entropy(self.lm_head(h).float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def token_losses(self, input_ids: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
         """Per-token NLL (b, l), float32, without materialising (b, l, vocab) logits at once."""
@@ -118,6 +122,10 @@ class LM(nn.Module):
             if isinstance(b.mixer, Mamba2):
                 ops = b.mixer._ops(device)  # every layer shares cfg.kernels; each records its path
         return ops
+
+    @torch.compiler.disable  # resolves (and, the first time, imports) the kernel: not for dynamo to trace
+    def _loss_kernel(self, device: torch.device) -> Optional[Callable]:
+        return loss_kernel(device)[0]
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied weight once
@@ -136,6 +144,7 @@ class LM(nn.Module):
             else:
                 win = f" window={b.mixer.window}" if b.mixer.window else ""
                 lines.append(f"layer {i:2d} {b.mixer_name:9s} torch-sdpa{win}")
+        lines.append(f"training loss  {loss_kernel(self.lm_head.weight.device)[1]}")
         return lines
 
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import LM  # noqa: E402
 from models.__main__ import load  # noqa: E402
+from train.graphed import GraphedFwdBwd  # noqa: E402
 
 PEAK = 989e12
 SIZES = {"small": dict(batch=32), "base": dict(batch=16)}
@@ -94,12 +95,20 @@ def cuda_times_ms(fn, n: int) -> list[float]:
     return times
 
 
-def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=2):
+def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=2, graph=False):
+    """graph: forward + backward replayed from a CUDA graph (train.cuda_graph), the optimizer step outside it."""
+    params = list(params)
     opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
     ids = torch.randint(0, VOCAB, (batch, T + 1), device="cuda")
     x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+    graphed = GraphedFwdBwd(step_fn, params, torch.bfloat16) if graph else None
+    torch.cuda.reset_peak_memory_stats()  # this model's peak, not the previous one's
 
     def one():
+        if graphed is not None:  # the first call warms up and captures
+            graphed(x[None], y[None])
+            opt.step()
+            return
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = step_fn(x, y)
         loss.backward()
@@ -109,34 +118,43 @@ def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=
     for _ in range(warmup):
         one()
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if graphed is None:  # a graph's memory is allocated once, at capture: keep warm-up and capture in its peak
+        torch.cuda.reset_peak_memory_stats()
     medians = [statistics.median(cuda_times_ms(one, steps)) for _ in range(repeats)]
     peak = torch.cuda.max_memory_allocated() / 1e9
     return statistics.median(medians), 100 * (max(medians) - min(medians)) / min(medians), peak
 
 
 MAMBA_VARIANTS = ("torch-conv", "fla-conv", "kernel-norm")  # change Mamba2 layers only: not run for the transformer
-PRODUCT = ("tokengap", "tokengap compiled")  # what training runs; the rows with a [variant] are experiments
-VARIANTS = {  # experiments on top of the compiled model: name -> what it changes (BENCHMARKS.md)
+# what training runs (compiled + CUDA graph: the default on one GPU); the rows with a [variant] are experiments
+PRODUCT = ("tokengap", "tokengap compiled + CUDA graph")
+VARIANTS = {  # experiments on top of the compiled, graphed model: name -> what it changes (BENCHMARKS.md)
+    "no-graph": "forward + backward launched from Python every step, no CUDA graph (train.cuda_graph=false; DDP)",
     "torch-conv": "Mamba2 conv through F.conv1d instead of our Triton conv",
     "fla-conv": "Mamba2 conv through fla's Triton causal_conv1d instead of ours",
     "kernel-norm": "Mamba2 gated norm through mamba-ssm's Triton kernel (a graph break) instead of the traced twin",
-    "fused-ce": "loss through fla's FusedLinearCrossEntropyLoss (bf16 inputs, 8 chunks) instead of logits + F.cross_entropy",
+    "fla-ce": "loss through fla's FusedLinearCrossEntropyLoss (bf16 inputs, 8 chunks) instead of our Triton loss",
     "max-autotune": "torch.compile(mode='max-autotune-no-cudagraphs')",
+    "cd-tune": "inductor's coordinate-descent tuning of its Triton kernels' block sizes (longer compile)",
+    "torch-ce": "loss through lm_head + F.cross_entropy (traced) instead of our Triton linear cross-entropy",
 }
 
 
 def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
-    """compile_mode: False (eager) or True; variant: None or a key of VARIANTS (compiled only)."""
-    from models.kernels import set_compiled_norm, set_conv_preference
+    """compile_mode: False (eager, no CUDA graph) or True (compiled + CUDA graph); variant: None or a key of
+    VARIANTS (compiled only)."""
+    from models.kernels import set_compiled_norm, set_conv_preference, set_fused_ce
     torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
     set_conv_preference({"torch-conv": "torch", "fla-conv": "fla"}.get(variant, "auto"))
     set_compiled_norm(variant != "kernel-norm")
+    set_fused_ce(variant != "torch-ce")
+    import torch._inductor.config as inductor_config
+    inductor_config.coordinate_descent_tuning = variant == "cd-tune"
     cfg = zoo_cfg(name, size)
     torch.manual_seed(0)
     model = LM(cfg).cuda()
     try:
-        if variant == "fused-ce":
+        if variant == "fla-ce":
             from fla.modules import FusedLinearCrossEntropyLoss
             flce, hidden = FusedLinearCrossEntropyLoss(), torch.compile(model.hidden_states)
 
@@ -147,14 +165,17 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
             if compile_mode:
                 fwd = torch.compile(model, mode="max-autotune-no-cudagraphs" if variant == "max-autotune" else None)
             step = lambda x, y: fwd(x, y)  # noqa: E731
-        ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats)
+        graph = bool(compile_mode) and variant != "no-graph"
+        ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats, graph=graph)
     finally:
         set_conv_preference("auto")
         set_compiled_norm(True)
+        set_fused_ce(True)
+        inductor_config.coordinate_descent_tuning = False
     tps = batch * T / ms * 1e3
     mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
     note = "; ".join(sorted(set(line.split(None, 3)[-1] for line in model.kernel_report() if "mamba2" in line)))
-    impl = f"tokengap{' compiled' if compile_mode else ''}{f' [{variant}]' if variant else ''}"
+    impl = f"tokengap{' compiled' if compile_mode else ''}{' + CUDA graph' if graph else ''}{f' [{variant}]' if variant else ''}"
     return Result(impl, name, size, batch, ms, tps, mem, mfu, spread, note)
 
 

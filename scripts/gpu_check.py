@@ -7,6 +7,8 @@
 3. Attention: SDPA (flash / memory-efficient) vs the float32 math reference, with and without a window.
 4. A whole hybrid LM: Triton path vs reference path; and a compiled train step vs the same step eager.
 5. The causal convs (ours, fla's) vs F.conv1d.
+6. The training loss: our Triton linear cross-entropy vs lm_head + F.cross_entropy (loss, every gradient).
+(The CUDA-graphed train step against the plain one: tests/test_graphed.py, whose CUDA tests run on a GPU.)
 Outputs and gradients (input and every parameter), fp32 and bf16. Error = ||a - b|| / ||b|| (relative L2),
 the reference computed in float32 (float64 for the SSD scan where noted). Exits 1 if any error exceeds its
 tolerance: fp32 5e-3 (the kernels use TF32), bf16 3e-2.
@@ -178,12 +180,18 @@ def check_attention(device):
             compare(f"attention sdpa vs math (window={window}, gqa 8/4)", dtype, out, ref)
 
 
-def check_lm(device):
-    cfg = ModelConfig(name="hybrid", n_layers=4, d_model=512, n_heads=8, pattern=["mamba2"] * 3 + ["attention"],
-                      mlp_ratio=2.75, vocab_size=1024, mamba=MambaConfig(chunk_size=256))
+HYBRID = dict(name="hybrid", n_layers=4, d_model=512, n_heads=8, pattern=["mamba2"] * 3 + ["attention"],
+              mlp_ratio=2.75, vocab_size=1024)
+
+
+def _hybrid_lm(device) -> LM:
     torch.manual_seed(0)
-    fast = LM(cfg).to(device)
-    cfg2 = ModelConfig(**{**cfg.__dict__, "kernels": "reference"})
+    return LM(ModelConfig(**HYBRID, mamba=MambaConfig(chunk_size=256))).to(device)
+
+
+def check_lm(device):
+    fast = _hybrid_lm(device)
+    cfg2 = ModelConfig(**{**fast.cfg.__dict__, "kernels": "reference"})
     slow = LM(cfg2).to(device)
     slow.load_state_dict(fast.state_dict())
     ids = torch.randint(0, 1024, (2, 1000), device=device)  # not a multiple of the chunk size
@@ -197,10 +205,7 @@ def check_lm(device):
 def check_compiled_step(device):
     """A train step of the compiled hybrid (inductor traces the gated-norm twin, RoPE over q and k together)
     against the same model eager (mamba-ssm's norm kernel): loss and every parameter's gradient."""
-    cfg = ModelConfig(name="hybrid", n_layers=4, d_model=512, n_heads=8, pattern=["mamba2"] * 3 + ["attention"],
-                      mlp_ratio=2.75, vocab_size=1024, mamba=MambaConfig(chunk_size=256))
-    torch.manual_seed(0)
-    model = LM(cfg).to(device)
+    model = _hybrid_lm(device)
     ids = torch.randint(0, 1024, (2, 1025), device=device)
     compiled = torch.compile(model)
     for dtype in (torch.float32, torch.bfloat16):
@@ -215,6 +220,30 @@ def check_compiled_step(device):
         errs = {n: rel(outs[1][1][n], outs[0][1][n]) for n in outs[0][1]}  # per parameter: none hides in a sum
         worst = max(errs, key=errs.get)
         record("hybrid LM train step: compiled vs eager", dtype, f"grad (worst: {worst})", errs[worst])
+
+
+def check_loss(device):
+    from models.kernels import set_fused_ce
+    model = _hybrid_lm(device)
+    ids = torch.randint(0, 1024, (2, 1025), device=device)
+    targets = ids[:, 1:].clone()
+    targets[0, :100] = -100  # ignored positions
+    for dtype in (torch.float32, torch.bfloat16):
+        outs = []
+        for fused in (True, False):
+            set_fused_ce(fused)
+            try:
+                model.zero_grad(set_to_none=True)
+                with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                    loss = model(ids[:, :-1], targets)
+                loss.backward()
+            finally:
+                set_fused_ce(True)
+            outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        record("training loss: triton vs F.cross_entropy", dtype, "loss", rel(outs[0][0], outs[1][0]))
+        errs = {n: rel(outs[0][1][n], outs[1][1][n]) for n in outs[0][1]}
+        worst = max(errs, key=errs.get)
+        record("training loss: triton vs F.cross_entropy", dtype, f"grad (worst: {worst})", errs[worst])
 
 
 def main() -> int:
@@ -244,6 +273,8 @@ def main() -> int:
     report = check_lm(device)
     stage("compiled train step")
     check_compiled_step(device)
+    stage("training loss")
+    check_loss(device)
     print("\n".join(report))
     w = max(len(r["check"]) for r in rows)
     print(f"\n{'check':{w}}  dtype     {'what':38} rel_err    tol     ok")

@@ -1,7 +1,9 @@
 """GPU idle time of a compiled train step: synced vs back-to-back steps, and the largest gaps between kernels
 of one profiled step (with the kernels either side). GPU only.
 
-    python scripts/step_gaps.py hybrid:base transformer:base [hybrid:base:reduce-overhead]   # model:size[:compile mode]
+    python scripts/step_gaps.py hybrid:base transformer:base [hybrid:base:reduce-overhead] [hybrid:base:graph]
+    # model:size[:mode]; mode: a torch.compile mode, or "graph" (forward + backward replayed from a CUDA graph,
+    # as train.cuda_graph does)
 """
 import statistics
 import sys
@@ -16,15 +18,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 from bench import cuda_times_ms  # noqa: E402
 from models import LM  # noqa: E402
+from train.graphed import GraphedFwdBwd  # noqa: E402
 
 def run(name, size, mode=None):
     torch._dynamo.reset()
     cfg = bench.zoo_cfg(name, size); torch.manual_seed(0)
-    model = LM(cfg).cuda(); f = torch.compile(model, mode=mode)
+    model = LM(cfg).cuda(); f = torch.compile(model, mode=None if mode == "graph" else mode)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     ids = torch.randint(0, 32768, (bench.SIZES[size]["batch"], 2049), device="cuda")
     x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+    graphed = GraphedFwdBwd(f, model.parameters(), torch.bfloat16) if mode == "graph" else None
     def one():
+        if graphed is not None:
+            graphed(x[None], y[None]); opt.step(); return
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = f(x, y)
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
@@ -35,7 +41,7 @@ def run(name, size, mode=None):
     for _ in range(10): one()
     b.record(); torch.cuda.synchronize()
     print(f"{name} {size} mode={mode}: synced {synced:.2f} ms/step, back-to-back {a.elapsed_time(b)/10:.2f} ms/step", flush=True)
-    if mode: return
+    if mode and mode != "graph": return
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
         one(); torch.cuda.synchronize()
     ks = sorted([(e.time_range.start, e.time_range.end, e.name) for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA], key=lambda k: k[0])

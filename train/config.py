@@ -59,6 +59,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: str = "auto"  # auto (on CUDA) | true | false: torch.compile around the custom kernels
+    # auto (on CUDA, one process) | true | false: forward + backward captured in one CUDA graph (train/graphed.py)
+    cuda_graph: str = "auto"
     threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
     log_interval: int = 10
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -95,6 +97,7 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
         raise ConfigError(f"train.max_tokens: {t.max_tokens} is less than one batch ({t.batch_size * t.seq_len} tokens)")
     for key, val, ok in (("train.device", t.device, ("auto", "cpu", "cuda")), ("train.dtype", t.dtype, ("auto", "fp32", "bf16")),
                          ("train.compile", t.compile, ("auto", "true", "false")),
+                         ("train.cuda_graph", t.cuda_graph, ("auto", "true", "false")),
                          ("train.schedule.kind", t.schedule.kind, ("wsd", "cosine", "constant")),
                          ("train.schedule.decay_shape", t.schedule.decay_shape, ("linear", "cosine", "sqrt"))):
         if str(val).lower() not in ok:

@@ -33,6 +33,7 @@ from models.atomic import atomic_write_text
 from train.checkpoint import CheckpointError, latest, load_train_state, prune, save_checkpoint, verify
 from train.config import RunConfig, load_run_config, validate_run
 from train.data.loader import PackedCorpus, TokenWindows
+from train.graphed import GraphedFwdBwd
 from train.schedule import anneal_lr, lr_at
 
 log = logging.getLogger("tokengap.train")
@@ -202,7 +203,14 @@ class Trainer:
         self.micro = t.micro_batch_size or t.batch_size // self.dist.world
         self.accum = t.batch_size // self.dist.world // self.micro
         self.amp_dtype = torch.bfloat16 if (t.dtype == "bf16" or (t.dtype == "auto" and self.device.type == "cuda")) else None
-        self.compile = t.compile == "true" or (t.compile == "auto" and self.device.type == "cuda")
+        # Hydra reads `true` on the command line as a bool, which the str field stores as "True"
+        compile_, graph = str(t.compile).lower(), str(t.cuda_graph).lower()
+        self.compile = compile_ == "true" or (compile_ == "auto" and self.device.type == "cuda")
+        self.cuda_graph = graph == "true" or (graph == "auto" and self.device.type == "cuda" and self.dist.world == 1)
+        if self.cuda_graph and self.device.type != "cuda":
+            raise ConfigError(f"train.cuda_graph: true needs a CUDA device, this run is on {self.device}")
+        if self.cuda_graph and self.dist.world > 1:
+            raise ConfigError(f"train.cuda_graph: true is not supported with DDP ({self.dist.world} processes)")
         s = t.schedule
         self.warmup = round(s.warmup_frac * self.total_steps)
         self.decay = round(s.decay_frac * self.total_steps) if s.kind == "wsd" else 0
@@ -223,6 +231,7 @@ class Trainer:
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.train_model = DDP(self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.graphed = GraphedFwdBwd(self.train_model, self.model.parameters(), self.amp_dtype) if self.cuda_graph else None
         wants_eval = t.eval.interval > 0 or bool(t.eval.anneal_at)
         self.evaluator = self._make_evaluator() if self.dist.main and wants_eval else None
 
@@ -288,16 +297,19 @@ class Trainer:
             g["lr"] = lr
         x, y = self.windows.batch(step, self.cfg.train.batch_size, self.dist.rank, self.dist.world)
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        total = torch.zeros((), device=self.device)
-        for i, (xm, ym) in enumerate(zip(x.split(self.micro), y.split(self.micro))):
-            last = i == self.accum - 1
-            sync = nullcontext() if last or self.dist.world == 1 else self.train_model.no_sync()
-            with sync, autocast:
-                loss = self.train_model(xm, ym) / self.accum
-            with sync:
-                loss.backward()
-            total += loss.detach()
+        if self.graphed is not None:  # the same micro-batch loop, replayed from a CUDA graph
+            total = self.graphed(x.reshape(self.accum, self.micro, -1), y.reshape(self.accum, self.micro, -1))
+        else:
+            autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+            total = torch.zeros((), device=self.device)
+            for i, (xm, ym) in enumerate(zip(x.split(self.micro), y.split(self.micro))):
+                last = i == self.accum - 1
+                sync = nullcontext() if last or self.dist.world == 1 else self.train_model.no_sync()
+                with sync, autocast:
+                    loss = self.train_model(xm, ym) / self.accum
+                with sync:
+                    loss.backward()
+                total += loss.detach()
         if self.dist.world > 1:
             dist.all_reduce(total, op=dist.ReduceOp.AVG)
         value = float(total)
@@ -414,7 +426,7 @@ class Trainer:
         info = {"name": self.cfg.name, "layers": layers, "non_embedding_params": m.num_params(True),
                 "params": m.num_params(False), "total_steps": self.total_steps, "tokens_per_step": self.tokens_per_step,
                 "accumulation": self.accum, "world": self.dist.world, "device": str(self.device),
-                "amp_dtype": str(self.amp_dtype), "compile": self.compile, "config": self.resolved,
+                "amp_dtype": str(self.amp_dtype), "compile": self.compile, "cuda_graph": self.cuda_graph, "config": self.resolved,
                 "corpus": str(self.corpus.dir), "tokenizer_sha256": self.corpus.tokenizer_sha256,
                 "code_version": self.code_version}
         atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=2))
@@ -425,7 +437,7 @@ class Trainer:
         print(f"  non-embedding params {m.num_params(True):,}; total {m.num_params(False):,}")
         print(f"  {self.total_steps} steps x {self.tokens_per_step:,} tokens ({self.cfg.train.batch_size} x "
               f"{self.cfg.train.seq_len}, accumulation {self.accum}, {self.dist.world} process(es)) on {self.device}, "
-              f"autocast {self.amp_dtype or 'off'}, compile {self.compile}")
+              f"autocast {self.amp_dtype or 'off'}, compile {self.compile}, CUDA graph {self.cuda_graph}")
 
     def _finish(self, wall: float, tps: float) -> Path:
         from models.io import save_pretrained

@@ -1,0 +1,104 @@
+"""The training loss, mean cross-entropy of logits = h @ W^T, with the logits' gradient computed in the forward.
+
+    loss = mean over targets != -100 of (logsumexp(logits[i]) - logits[i, target[i]])
+
+Twin: `F.cross_entropy(lm_head(h).float(), targets)` (what `LM.forward` runs on CPU). Parity:
+`tests/test_ce_triton.py` (the Triton interpreter on CPU, so CI runs it; the compiled kernel on CUDA).
+
+Why: the logits are the largest tensor of the step ((tokens, vocab), 2.1 GB in bf16 at `base`). Traced, the loss
+reads them once forward and once more backward, where it also writes their gradient. The loss is the last op of
+the step and its gradient is softmax - onehot up to the upstream scalar, so one kernel computes both in the
+forward (Liger-Kernel's trick): per row, pass 1 finds logsumexp (online max and sum), pass 2 re-reads the row
+(from L2: a 64 KB row per program) and writes the gradient over the logits in place. The upstream scalar is
+applied to the two small GEMM outputs in the backward (dh, dW), not to the (tokens, vocab) gradient.
+Measured on an H100 against the traced twin in the same run (BENCHMARKS.md): transformer step -0.5 ms at `base`,
+-1.3 ms at `small`; hybrid -0.6 and -1.6 ms.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+IGNORE_INDEX = -100
+MAX_BLOCK, NUM_WARPS = 4096, 8
+
+
+@triton.jit
+def _ce_fwd_grad_kernel(logits_ptr, targets_ptr, loss_ptr, scale_ptr, V, stride_row,
+                        IGNORE: tl.constexpr, BLOCK: tl.constexpr):
+    """One row: loss[row] = lse - x[target] (0 if ignored); x[row] <- (softmax(x) - onehot) * scale, in place."""
+    row = tl.program_id(0).to(tl.int64)
+    x_row = logits_ptr + row * stride_row
+    t = tl.load(targets_ptr + row).to(tl.int64)
+    valid = t != IGNORE
+    m = tl.full((), float("-inf"), tl.float32)
+    s = tl.zeros((), tl.float32)
+    for off in range(0, V, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        x = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(x, 0))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
+        m = m_new
+    lse = m + tl.log(s)
+    x_t = tl.load(x_row + tl.where(valid, t, 0)).to(tl.float32)
+    tl.store(loss_ptr + row, tl.where(valid, lse - x_t, 0.0))
+    scale = tl.where(valid, tl.load(scale_ptr), 0.0)
+    for off in range(0, V, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        x = tl.load(x_row + cols, mask=cols < V, other=0.0).to(tl.float32)
+        g = (tl.exp(x - lse) - tl.where(cols == t, 1.0, 0.0)) * scale
+        tl.store(x_row + cols, g.to(logits_ptr.dtype.element_ty), mask=cols < V)
+
+
+@torch.library.custom_op("tokengap::linear_cross_entropy_fwd", mutates_args=())
+def _lce_fwd(h: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype, block: int) -> tuple[Tensor, Tensor]:
+    """h: (n, d); weight: (v, d); targets: (n,). Returns (mean loss: 0-dim float32, dlogits: (n, v) in dtype,
+    the gradient of the mean loss with respect to the logits)."""
+    with torch.autocast(h.device.type, enabled=False):
+        logits = h.to(dtype) @ weight.to(dtype).T  # becomes dlogits in place
+    n, v = logits.shape
+    t = targets.contiguous()
+    n_valid = (t != IGNORE_INDEX).sum()
+    scale = 1.0 / n_valid.float()  # inf when nothing is valid: loss 0 * inf = nan, as F.cross_entropy
+    row_loss = torch.empty(n, device=h.device, dtype=torch.float32)
+    if n:
+        with torch.cuda.device(h.device) if h.is_cuda else contextlib.nullcontext():
+            _ce_fwd_grad_kernel[(n,)](logits, t, row_loss, scale.reshape(1), v, logits.stride(0),
+                                      IGNORE=IGNORE_INDEX, BLOCK=block, num_warps=NUM_WARPS)
+    return row_loss.sum() * scale, logits
+
+
+@_lce_fwd.register_fake
+def _(h, weight, targets, dtype, block):
+    return h.new_empty((), dtype=torch.float32), h.new_empty((h.shape[0], weight.shape[0]), dtype=dtype)
+
+
+def _lce_setup(ctx, inputs, output):
+    h, weight, targets, dtype, block = inputs
+    ctx.save_for_backward(h, weight, output[1])
+    ctx.dtype = dtype
+
+
+def _lce_backward(ctx, dloss, _ddlogits):
+    h, weight, dlogits = ctx.saved_tensors
+    with torch.autocast(h.device.type, enabled=False):
+        dh = (dlogits @ weight.to(ctx.dtype)).float() * dloss
+        dw = (dlogits.T @ h.to(ctx.dtype)).float() * dloss
+    return dh.to(h.dtype), dw.to(weight.dtype), None, None, None
+
+
+_lce_fwd.register_autograd(_lce_backward, setup_context=_lce_setup)
+
+
+def linear_cross_entropy_triton(h: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype | None = None,
+                                block: int | None = None) -> Tensor:
+    """Mean cross-entropy of (h @ weight.T) against targets (-100: ignored), a 0-dim float32 tensor.
+    h: (..., d); weight: (vocab, d); targets: (...). The GEMMs run in `dtype` (default h's dtype; pass the
+    autocast dtype under autocast: custom ops are not autocast). Same as F.cross_entropy(logits.float(), ...)."""
+    v = weight.shape[0]
+    block = block or min(MAX_BLOCK, triton.next_power_of_2(v))
+    return _lce_fwd(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), dtype or h.dtype, block)[0]
