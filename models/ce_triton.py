@@ -62,6 +62,10 @@ def _lce_fwd(h: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype, blo
         logits = h.to(dtype) @ weight.to(dtype).T  # becomes dlogits in place
     n, v = logits.shape
     t = targets.contiguous()
+    # F.cross_entropy refuses a target outside [0, vocab) other than -100; the kernel would read another row.
+    # Asynchronous: no host sync, so it can sit inside a captured CUDA graph.
+    torch._assert_async(((t == IGNORE_INDEX) | ((t >= 0) & (t < v))).all(),
+                        "linear_cross_entropy: a target is outside [0, vocab) and is not -100")
     n_valid = (t != IGNORE_INDEX).sum()
     scale = 1.0 / n_valid.float()  # inf when nothing is valid: loss 0 * inf = nan, as F.cross_entropy
     row_loss = torch.empty(n, device=h.device, dtype=torch.float32)
@@ -80,6 +84,7 @@ def _(h, weight, targets, dtype, block):
 def _lce_setup(ctx, inputs, output):
     h, weight, targets, dtype, block = inputs
     ctx.save_for_backward(h, weight, output[1])
+    ctx.mark_non_differentiable(output[1])  # dlogits is an intermediate handed to the backward, not a result
     ctx.dtype = dtype
 
 

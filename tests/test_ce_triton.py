@@ -57,6 +57,14 @@ def test_triton_ce_matches_torch_twin_in_interpreter():
         # every target ignored: nan, as F.cross_entropy's mean over nothing
         h, w = torch.randn(3, 8), torch.randn(20, 8)
         assert torch.isnan(linear_cross_entropy_triton(h, w, torch.full((3,), -100), torch.float32, 16))
+        # a target outside [0, vocab) that is not -100 is refused, as F.cross_entropy does
+        for bad in (20, -1):
+            try:
+                linear_cross_entropy_triton(h, w, torch.tensor([0, bad, 3]), torch.float32, 16)
+            except RuntimeError as e:
+                assert "outside [0, vocab)" in str(e), e
+            else:
+                raise AssertionError(f"target {bad} accepted")
         print('ok')
     """))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-4000:]

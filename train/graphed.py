@@ -17,6 +17,8 @@ Contract (what `torch.cuda.graph` needs, and what this class keeps):
   compiles, the Triton autotuners pick their configs, cached tables are built), then capture.
 - Every other tensor the step reads must outlive the graph, which holds its address: the RoPE tables and window
   masks are cached without eviction for that reason (models/attention.py).
+- Memory: the graph's private pool keeps one step's activations for the whole run; evaluation and the anneal
+  branch's state copies allocate beside it (train.cuda_graph=false if that no longer fits).
 """
 from __future__ import annotations
 
