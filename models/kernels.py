@@ -138,29 +138,22 @@ def fla_triton_conv() -> tuple[Optional[Callable], str]:
 
 
 @functools.cache
-def tokengap_triton_conv() -> tuple[Optional[Callable], str]:
-    """(models.conv_triton.causal_conv1d_triton, "") or (None, why not)."""
+def _ours(module: str, name: str) -> tuple[Optional[Callable], str]:
+    """(models.<module>.<name>, "") or (None, why not): our Triton kernels import wherever triton does."""
     if importlib.util.find_spec("triton") is None:
         return None, "triton is not installed"
     try:
-        from models.conv_triton import causal_conv1d_triton
+        return getattr(importlib.import_module(f"models.{module}"), name), ""
     except Exception as exc:
-        return None, f"models.conv_triton import failed: {type(exc).__name__}: {exc}"
-    return causal_conv1d_triton, ""
+        return None, f"models.{module} import failed: {type(exc).__name__}: {exc}"
 
 
-@functools.cache
+def tokengap_triton_conv() -> tuple[Optional[Callable], str]:
+    return _ours("conv_triton", "causal_conv1d_triton")
+
+
 def tokengap_triton_ce() -> tuple[Optional[Callable], str]:
-    """(models.ce_triton.linear_cross_entropy_triton, "") or (None, why not), logged once."""
-    why = "triton is not installed"
-    if importlib.util.find_spec("triton") is not None:
-        try:
-            from models.ce_triton import linear_cross_entropy_triton
-            return linear_cross_entropy_triton, ""
-        except Exception as exc:
-            why = f"models.ce_triton import failed: {type(exc).__name__}: {exc}"
-    log.warning("loss: %s; running lm_head + F.cross_entropy", why)
-    return None, why
+    return _ours("ce_triton", "linear_cross_entropy_triton")
 
 
 # Whether the training loss on CUDA runs our Triton linear cross-entropy (True) or lm_head + F.cross_entropy.
@@ -180,6 +173,9 @@ def loss_kernel(device: torch.device) -> tuple[Optional[Callable], str]:
         fn, why = tokengap_triton_ce()
         if fn is not None:
             return fn, "tokengap-triton linear cross-entropy"
+        if why not in _warned:
+            _warned.add(why)
+            log.warning("training loss on CUDA runs lm_head + F.cross_entropy: %s", why)
     return None, "lm_head + torch F.cross_entropy"
 
 

@@ -72,6 +72,15 @@ def run_layer(layer, x, dtype):
     return y.float(), grads
 
 
+def record_step(check, dtype, got, ref):
+    """got, ref: (loss, {parameter name: gradient}); records the loss and the worst single parameter's gradient
+    (per parameter: none hides in a sum)."""
+    record(check, dtype, "loss", rel(got[0], ref[0]))
+    errs = {n: rel(got[1][n], ref[1][n]) for n in ref[1]}
+    worst = max(errs, key=errs.get)
+    record(check, dtype, f"grad (worst: {worst})", errs[worst])
+
+
 def compare(check, dtype, a, b):
     (ya, ga), (yb, gb) = a, b
     record(check, dtype, "output", rel(ya, yb))
@@ -216,10 +225,7 @@ def check_compiled_step(device):
                 loss = fwd(ids[:, :-1], ids[:, 1:])
             loss.backward()
             outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-        record("hybrid LM train step: compiled vs eager", dtype, "loss", rel(outs[1][0], outs[0][0]))
-        errs = {n: rel(outs[1][1][n], outs[0][1][n]) for n in outs[0][1]}  # per parameter: none hides in a sum
-        worst = max(errs, key=errs.get)
-        record("hybrid LM train step: compiled vs eager", dtype, f"grad (worst: {worst})", errs[worst])
+        record_step("hybrid LM train step: compiled vs eager", dtype, outs[1], outs[0])
 
 
 def check_loss(device):
@@ -240,10 +246,7 @@ def check_loss(device):
             finally:
                 set_fused_ce(True)
             outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-        record("training loss: triton vs F.cross_entropy", dtype, "loss", rel(outs[0][0], outs[1][0]))
-        errs = {n: rel(outs[0][1][n], outs[1][1][n]) for n in outs[0][1]}
-        worst = max(errs, key=errs.get)
-        record("training loss: triton vs F.cross_entropy", dtype, f"grad (worst: {worst})", errs[worst])
+        record_step("training loss: triton vs F.cross_entropy", dtype, outs[0], outs[1])
 
 
 def main() -> int:

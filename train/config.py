@@ -86,6 +86,8 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     """Cheap checks that must fail before any compute, each naming its key."""
     validate(cfg.model)
     t = cfg.train
+    # Hydra reads `true` / `false` on the command line as bools, which these str fields store as "True" / "False"
+    t.compile, t.cuda_graph = str(t.compile).lower(), str(t.cuda_graph).lower()
     if t.seq_len < 2:
         raise ConfigError(f"train.seq_len: must be >= 2, got {t.seq_len}")
     if t.batch_size < 1 or t.batch_size % world:

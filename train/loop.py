@@ -203,10 +203,9 @@ class Trainer:
         self.micro = t.micro_batch_size or t.batch_size // self.dist.world
         self.accum = t.batch_size // self.dist.world // self.micro
         self.amp_dtype = torch.bfloat16 if (t.dtype == "bf16" or (t.dtype == "auto" and self.device.type == "cuda")) else None
-        # Hydra reads `true` on the command line as a bool, which the str field stores as "True"
-        compile_, graph = str(t.compile).lower(), str(t.cuda_graph).lower()
-        self.compile = compile_ == "true" or (compile_ == "auto" and self.device.type == "cuda")
-        self.cuda_graph = graph == "true" or (graph == "auto" and self.device.type == "cuda" and self.dist.world == 1)
+        self.compile = t.compile == "true" or (t.compile == "auto" and self.device.type == "cuda")
+        self.cuda_graph = t.cuda_graph == "true" or (t.cuda_graph == "auto" and self.device.type == "cuda"
+                                                      and self.dist.world == 1)
         if self.cuda_graph and self.device.type != "cuda":
             raise ConfigError(f"train.cuda_graph: true needs a CUDA device, this run is on {self.device}")
         if self.cuda_graph and self.dist.world > 1:
