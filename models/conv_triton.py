@@ -33,6 +33,7 @@ from torch import Tensor
 # the hybrid `small` and `base` shapes (results/gpu/conv_device_time.log): the best at both. Larger tiles with
 # more warps were slower (64 x 64 x 4 warps: 1.05 / 0.77 ms against 0.81 / 0.58).
 BLOCK_L, BLOCK_C, NUM_WARPS = 32, 64, 2
+BWD_MODE = 0  # experiment switch, see _conv_bwd
 
 
 @triton.jit
@@ -93,7 +94,7 @@ def _conv_bwd_g_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, g_ptr, dw_ptr, db_ptr, L,
         pre = _pre_activation(xb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
         sig = tl.sigmoid(pre)
         g = g * sig * (1.0 + pre * (1.0 - sig))
-    tl.store(g_ptr + pid_b.to(tl.int64) * sgb + t.to(tl.int64)[:, None] * sgl + c[None, :], g,
+    tl.store(g_ptr + pid_b.to(tl.int64) * sgb + t.to(tl.int64)[:, None] * sgl + c[None, :], g.to(g_ptr.dtype.element_ty),
              mask=(t < L)[:, None] & cm[None, :])
     for k in tl.static_range(K):
         dwk = tl.sum(g * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
@@ -117,6 +118,48 @@ def _conv_bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, C, sgb, sgl, sdxb, sdxl, SM: tl
         dx += _rows(gb, t + m, sgl, c, cm, L) * _tap(w_ptr, c, cm, K, K - 1 - m)
     tl.store(dx_ptr + pid_b.to(tl.int64) * sdxb + t.to(tl.int64)[:, None] * sdxl + c[None, :],
              dx.to(dx_ptr.dtype.element_ty), mask=(t < L)[:, None] & cm[None, :])
+
+
+@triton.jit
+def _conv_bwd_fused_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, L, C, n_lt,
+                           sxb, sxl, sdyb, sdyl, sdxb, sdxl, SM: tl.constexpr, K: tl.constexpr,
+                           HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
+    """Backward in one pass. A program owns BO = BL - (K-1) output rows and computes g = dy * silu'(pre) for
+    them and the K-1 rows after (tiles overlap by K-1 rows, recomputed); dx[s] = sum_m weight[K-1-m] g[s+m]
+    shifts the tile's rows, done as K products with (BL, BL) 0/1 shift matrices on the tensor cores (exact:
+    g * weight is rounded to x.dtype, as the twin's bf16 gradient is; float32 inputs use 3xTF32)."""
+    sxb, sxl, sdyb, sdyl, sdxb, sdxl = sxb * SM, sxl * SM, sdyb * SM, sdyl * SM, sdxb * SM, sdxl * SM
+    BO: tl.constexpr = BL - (K - 1)
+    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i = tl.arange(0, BL)
+    t = pid_l * BO + i
+    c = pid_c * BC + tl.arange(0, BC)
+    cm = c < C
+    xb = x_ptr + pid_b.to(tl.int64) * sxb
+    g = _rows(dy_ptr + pid_b.to(tl.int64) * sdyb, t, sdyl, c, cm, L)  # zero at t >= L, as dx needs
+    if ACT:
+        pre = _pre_activation(xb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
+        sig = tl.sigmoid(pre)
+        g = g * sig * (1.0 + pre * (1.0 - sig))
+    own = (i < BO)[:, None]
+    g_own = tl.where(own, g, 0.0)  # the K-1 overlap rows belong to the next program's dw, db
+    row = pid_b.to(tl.int64) * n_lt + pid_l
+    for k in tl.static_range(K):
+        dwk = tl.sum(g_own * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
+        tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
+    if HAS_BIAS:
+        tl.store(db_ptr + row * C + c, tl.sum(g_own, axis=0), mask=cm)
+    dt = dx_ptr.dtype.element_ty
+    dx = tl.zeros((BL, BC), dtype=tl.float32)
+    for m in tl.static_range(K):
+        shift = (i[None, :] == i[:, None] + m).to(dt)  # (BL, BL): row s picks row s + m
+        gw = (g * _tap(w_ptr, c, cm, K, K - 1 - m)).to(dt)
+        if dt == tl.float32:
+            dx = tl.dot(shift, gw, dx, input_precision="tf32x3")
+        else:
+            dx = tl.dot(shift, gw, dx)
+    tl.store(dx_ptr + pid_b.to(tl.int64) * sdxb + t.to(tl.int64)[:, None] * sdxl + c[None, :],
+             dx.to(dt), mask=own & (t < L)[:, None] & cm[None, :])
 
 
 def _unit_channel_stride(x: Tensor) -> Tensor:
@@ -160,29 +203,35 @@ def _(x, weight, bias, activation, block_l, block_c, num_warps):
 
 @torch.library.custom_op("tokengap::causal_conv1d_bwd", mutates_args=())
 def _conv_bwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], dy: Tensor, activation: bool,
-              block_l: int, block_c: int, num_warps: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias); dbias is empty (0,) without a bias."""
+              block_l: int, block_c: int, num_warps: int, mode: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias); dbias is empty (0,) without a bias. mode (experiment): 0 two-pass with a float32 g,
+    1 two-pass with g in x.dtype, 2 one pass."""
     b, l, c = x.shape
     k = weight.shape[-1]
     x, weight, dy = _unit_channel_stride(x), weight.contiguous(), _unit_channel_stride(dy)
     bias = bias.contiguous() if bias is not None else None
-    n_lt = triton.cdiv(l, block_l)
+    n_lt = triton.cdiv(l, block_l - (k - 1) if mode == 2 else block_l)
     dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
     dw = torch.empty((b * n_lt, c, k), device=x.device, dtype=torch.float32)
     db = torch.empty((b * n_lt, c), device=x.device, dtype=torch.float32) if bias is not None else dw
-    g = torch.empty((b, l, c), device=x.device, dtype=torch.float32)  # dy * silu'(pre), read K times by pass 2
     grid = (n_lt, triton.cdiv(c, block_c), b)
     consts = dict(K=k, BL=block_l, BC=block_c, num_warps=num_warps)
+    bias_arg = bias if bias is not None else weight
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-        _conv_bwd_g_kernel[grid](x, weight, bias if bias is not None else weight, dy, g, dw, db, l, c, n_lt,
-                                 *_strides(x, dy, g), HAS_BIAS=bias is not None, ACT=activation, **consts)
-        _conv_bwd_dx_kernel[grid](g, weight, dx, l, c, *_strides(g, dx), **consts)
+        if mode == 2:
+            _conv_bwd_fused_kernel[grid](x, weight, bias_arg, dy, dx, dw, db, l, c, n_lt, *_strides(x, dy, dx),
+                                         HAS_BIAS=bias is not None, ACT=activation, **consts)
+        else:
+            g = torch.empty((b, l, c), device=x.device, dtype=torch.float32 if mode == 0 else x.dtype)
+            _conv_bwd_g_kernel[grid](x, weight, bias_arg, dy, g, dw, db, l, c, n_lt,
+                                     *_strides(x, dy, g), HAS_BIAS=bias is not None, ACT=activation, **consts)
+            _conv_bwd_dx_kernel[grid](g, weight, dx, l, c, *_strides(g, dx), **consts)
     dbias = db.sum(0).to(bias.dtype) if bias is not None else weight.new_empty(0)
     return dx, dw.sum(0).to(weight.dtype), dbias
 
 
 @_conv_bwd.register_fake
-def _(x, weight, bias, dy, activation, block_l, block_c, num_warps):
+def _(x, weight, bias, dy, activation, block_l, block_c, num_warps, mode=0):
     return x.new_empty(x.shape), weight.new_empty(weight.shape), \
         bias.new_empty(bias.shape) if bias is not None else weight.new_empty(0)
 
@@ -195,7 +244,7 @@ def _conv_setup(ctx, inputs, output):
 
 def _conv_backward(ctx, dy):
     x, weight, bias = ctx.saved_tensors
-    dx, dw, db = _conv_bwd(x, weight, bias, dy, *ctx.cfg)
+    dx, dw, db = _conv_bwd(x, weight, bias, dy, *ctx.cfg, BWD_MODE)
     return dx, dw, db if bias is not None else None, None, None, None, None
 
 
