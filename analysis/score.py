@@ -54,14 +54,20 @@ class HFScorer:
 # ---- scoring ------------------------------------------------------------------------------------------
 def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, device: Union[str, torch.device] = "cpu",
           dtype: Optional[torch.dtype] = None, chunk_tokens: int = 8192, progress: bool = True,
-          pad_multiple: int = 256) -> tuple[np.ndarray, np.ndarray]:
+          pad_multiple: int = 256, pad_batch: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
     """Score every eval token once (docs/formats.md, "Contexts"). Returns loss (N,) float32, correct (N,) bool.
 
     Windows are batched by length (longest first) and right-padded with ignored targets to a multiple of
     `pad_multiple` (few distinct shapes); results are written back by token index, so batching never changes
     which prefix a token is scored with. Attention runs on the flash / memory-efficient SDPA kernels: cuDNN's
-    builds a plan per new shape, which cost ~45 s of warm-up over the eval set's window lengths on an H100."""
+    builds a plan per new shape, which cost ~45 s of warm-up over the eval set's window lengths on an H100.
+    pad_batch (default: on CUDA): every batch gets `batch_size` rows (the last, short one is padded with ignored
+    rows) and at least 2 * pad_multiple columns. Triton specialises a kernel on integer arguments that are 1 or
+    not a multiple of 16 (a batch of 19 rows; one SSD chunk of 256): each new case compiled mamba-ssm's kernels
+    afresh inside the first pass, 1.7 s of a 2.3 s pass over 1M tokens on an H100 (BENCHMARKS.md)."""
     device = torch.device(device)
+    pad_batch = device.type == "cuda" if pad_batch is None else pad_batch
+    min_len = 2 * pad_multiple if pad_batch else 0
     wins = sorted(evalset.windows(context_len), key=lambda w: -w[2])
     loss = np.full(evalset.n_tokens, np.nan, dtype=np.float32)
     correct = np.zeros(evalset.n_tokens, dtype=bool)
@@ -79,9 +85,10 @@ def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, devic
         for i in range(0, len(wins), batch_size):
             batch = wins[i:i + batch_size]
             L = -(-batch[0][2] // pad_multiple) * pad_multiple if pad_multiple else batch[0][2]
-            L = min(L, context_len)
-            inputs = torch.full((len(batch), L), evalset.eot_id, dtype=torch.long)
-            targets = torch.full((len(batch), L), -100, dtype=torch.long)
+            L = min(max(L, min_len), context_len)
+            rows = batch_size if pad_batch else len(batch)
+            inputs = torch.full((rows, L), evalset.eot_id, dtype=torch.long)
+            targets = torch.full((rows, L), -100, dtype=torch.long)
             for r, (d, s, n) in enumerate(batch):
                 targets[r, :n] = toks[s:s + n]
                 if s == doc_start[d]:  # first window of a document: EOT, then the document

@@ -8,11 +8,13 @@ Twin: `F.cross_entropy(lm_head(h).float(), targets)` (what `LM.forward` runs on 
 Why: the logits are the largest tensor of the step ((tokens, vocab), 2.1 GB in bf16 at `base`). Traced, the loss
 reads them once forward and once more backward, where it also writes their gradient. The loss is the last op of
 the step and its gradient is softmax - onehot up to the upstream scalar, so one kernel computes both in the
-forward (Liger-Kernel's trick): per row, pass 1 finds logsumexp (online max and sum), pass 2 re-reads the row
-(from L2: a 64 KB row per program) and writes the gradient over the logits in place. The upstream scalar is
-applied to the two small GEMM outputs in the backward (dh, dW), not to the (tokens, vocab) gradient.
-Measured on an H100 against the traced twin in the same run (BENCHMARKS.md): transformer step -0.5 ms at `base`,
--1.3 ms at `small`; hybrid -0.6 and -1.6 ms.
+forward (Liger-Kernel's trick): per row, it finds logsumexp and writes the gradient over the logits in place.
+A row of up to MAX_ONE_TILE (32,768) columns is held in registers (16 warps) and read once; a longer one
+is read twice in MAX_BLOCK pieces (online max and sum, then the gradient). The upstream scalar is applied to
+the two small GEMM outputs in the backward (dh, dW), not to the (tokens, vocab) gradient.
+Measured on an H100 (BENCHMARKS.md): against the traced twin in the same run, transformer step -0.5 ms at
+`base`, -1.3 ms at `small`, hybrid -0.6 and -1.6 ms (two-pass version); the kernel alone, one tile against
+two passes, 4.03 against 4.31 ms at the `small` shape (results/gpu/ce_one_tile.log).
 """
 from __future__ import annotations
 
@@ -24,34 +26,54 @@ import triton.language as tl
 from torch import Tensor
 
 IGNORE_INDEX = -100
-MAX_BLOCK, NUM_WARPS = 4096, 8
+# A row of up to MAX_ONE_TILE columns is held in registers (one read of the logits); longer rows are read twice
+# in MAX_BLOCK pieces. MAX_ONE_TILE is the longest row measured (results/gpu/ce_one_tile.log): 64 columns a
+# thread at 16 warps; 8 warps (128 a thread) spilled and 32 were slower too.
+MAX_ONE_TILE, MAX_BLOCK, NUM_WARPS = 32768, 4096, 8
 
 
 @triton.jit
 def _ce_fwd_grad_kernel(logits_ptr, targets_ptr, loss_ptr, scale_ptr, V, stride_row,
-                        IGNORE: tl.constexpr, BLOCK: tl.constexpr):
-    """One row: loss[row] = lse - x[target] (0 if ignored); x[row] <- (softmax(x) - onehot) * scale, in place."""
+                        IGNORE: tl.constexpr, BLOCK: tl.constexpr, ONE_TILE: tl.constexpr):
+    """One row: loss[row] = lse - x[target] (0 if ignored); x[row] <- (softmax(x) - onehot) * scale, in place.
+    ONE_TILE (BLOCK >= V): the row is held in registers, read once; else two passes of BLOCK columns."""
     row = tl.program_id(0).to(tl.int64)
     x_row = logits_ptr + row * stride_row
     t = tl.load(targets_ptr + row).to(tl.int64)
     valid = t != IGNORE
-    m = tl.full((), float("-inf"), tl.float32)
-    s = tl.zeros((), tl.float32)
-    for off in range(0, V, BLOCK):
-        cols = off + tl.arange(0, BLOCK)
-        x = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
-        m_new = tl.maximum(m, tl.max(x, 0))
-        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
-        m = m_new
-    lse = m + tl.log(s)
-    x_t = tl.load(x_row + tl.where(valid, t, 0)).to(tl.float32)
-    tl.store(loss_ptr + row, tl.where(valid, lse - x_t, 0.0))
     scale = tl.where(valid, tl.load(scale_ptr), 0.0)
-    for off in range(0, V, BLOCK):
-        cols = off + tl.arange(0, BLOCK)
-        x = tl.load(x_row + cols, mask=cols < V, other=0.0).to(tl.float32)
-        g = (tl.exp(x - lse) - tl.where(cols == t, 1.0, 0.0)) * scale
+    if ONE_TILE:
+        cols = tl.arange(0, BLOCK)
+        x = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+        m = tl.max(x, 0)
+        e = tl.exp(x - m)
+        s = tl.sum(e, 0)
+        x_t = tl.sum(tl.where(cols == t, x, 0.0), 0)
+        tl.store(loss_ptr + row, tl.where(valid, m + tl.log(s) - x_t, 0.0))
+        g = (e / s - tl.where(cols == t, 1.0, 0.0)) * scale
         tl.store(x_row + cols, g.to(logits_ptr.dtype.element_ty), mask=cols < V)
+    else:
+        m = tl.full((), float("-inf"), tl.float32)
+        s = tl.zeros((), tl.float32)
+        for off in range(0, V, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            x = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+            m_new = tl.maximum(m, tl.max(x, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), 0)
+            m = m_new
+        lse = m + tl.log(s)
+        x_t = tl.load(x_row + tl.where(valid, t, 0)).to(tl.float32)
+        tl.store(loss_ptr + row, tl.where(valid, lse - x_t, 0.0))
+        for off in range(0, V, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            x = tl.load(x_row + cols, mask=cols < V, other=0.0).to(tl.float32)
+            g = (tl.exp(x - lse) - tl.where(cols == t, 1.0, 0.0)) * scale
+            tl.store(x_row + cols, g.to(logits_ptr.dtype.element_ty), mask=cols < V)
+
+
+def _num_warps(block: int, v: int) -> int:
+    """A whole row in registers: up to 64 columns a thread (16 warps at 32,768); the two-pass loop: NUM_WARPS."""
+    return min(16, max(NUM_WARPS, block // 2048)) if block >= v else NUM_WARPS
 
 
 @torch.library.custom_op("tokengap::linear_cross_entropy_fwd", mutates_args=())
@@ -72,7 +94,8 @@ def _lce_fwd(h: Tensor, weight: Tensor, targets: Tensor, dtype: torch.dtype, blo
     if n:
         with torch.cuda.device(h.device) if h.is_cuda else contextlib.nullcontext():
             _ce_fwd_grad_kernel[(n,)](logits, t, row_loss, scale.reshape(1), v, logits.stride(0),
-                                      IGNORE=IGNORE_INDEX, BLOCK=block, num_warps=NUM_WARPS)
+                                      IGNORE=IGNORE_INDEX, BLOCK=block, ONE_TILE=block >= v,
+                                      num_warps=_num_warps(block, v))
     return row_loss.sum() * scale, logits
 
 
@@ -105,5 +128,6 @@ def linear_cross_entropy_triton(h: Tensor, weight: Tensor, targets: Tensor, dtyp
     h: (..., d); weight: (vocab, d); targets: (...). The GEMMs run in `dtype` (default h's dtype; pass the
     autocast dtype under autocast: custom ops are not autocast). Same as F.cross_entropy(logits.float(), ...)."""
     v = weight.shape[0]
-    block = block or min(MAX_BLOCK, triton.next_power_of_2(v))
+    if block is None:
+        block = triton.next_power_of_2(v) if v <= MAX_ONE_TILE else MAX_BLOCK
     return _lce_fwd(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1), dtype or h.dtype, block)[0]

@@ -8,13 +8,16 @@ on CPU, so CI runs it; the compiled kernels on CUDA) and `scripts/gpu_check.py`.
 Why our own rather than fla's `causal_conv1d`: it needs only triton (a core dependency; fla is optional), uses
 fixed tiles, so every process runs the same kernel, and is registered as custom ops, so torch.compile keeps it
 in the graph. Device time of one layer forward + backward on an H100 (profiler, scripts/conv_sweep.py;
-BENCHMARKS.md): 0.81 ms at `small` and 0.58 ms at `base`, against fla's autotuned kernel 0.96 and 0.87 ms.
+BENCHMARKS.md): 0.72 ms at `small` and 0.51 ms at `base`, against fla's autotuned kernel 0.96 and 0.87 ms.
 
 Backward: pass 1 recomputes the pre-activation from x (the K shifted tiles hit L1/L2) and writes
-g = dy * silu'(pre) in float32, with the weight and bias gradients of its tile (one float32 (C, K) row per
-BLOCK_L positions, summed over tiles by torch); pass 2 is dx[t] = sum_m weight[K-1-m] g[t+m]. One pass that
-recomputed the pre-activation K times per position took 0.70 ms at `base` (BENCHMARKS.md): the extra float32 g
-round trip costs less than K-fold recomputation.
+g = dy * silu'(pre) in x.dtype, with the weight and bias gradients of its tile, from the float32 g (one float32
+(C, K) row per BLOCK_L positions, summed over tiles by torch); pass 2 is dx[t] = sum_m weight[K-1-m] g[t+m].
+g in x.dtype (bf16 under autocast) is what the twin hands its conv backward too (SiLU's bf16 gradient); a
+float32 g cost 0.09 ms more a layer at `small` (results/gpu/conv_sweep_modes.log). Rejected, both slower: one
+pass that recomputed the pre-activation K times per position (0.70 ms at `base`), and one pass over tiles that
+overlap by K-1 rows with the row shift done as 0/1 matrix products (0.99 against 0.72 ms at `small`;
+BENCHMARKS.md).
 
 Layout: x (b, l, c) with unit channel stride and any batch/time strides, so the strided view that Mamba2's
 in_proj split gives is read in place; y and dx come out contiguous. Computes in float32, stores in x.dtype.
@@ -30,10 +33,9 @@ import triton.language as tl
 from torch import Tensor
 
 # Fixed, no autotuning: every process runs the same kernel. Chosen by device time on an H100 over 6 configs at
-# the hybrid `small` and `base` shapes (results/gpu/conv_device_time.log): the best at both. Larger tiles with
-# more warps were slower (64 x 64 x 4 warps: 1.05 / 0.77 ms against 0.81 / 0.58).
+# the hybrid `small` and `base` shapes (results/gpu/conv_device_time.log; again the best of the 6 with g in
+# bf16, conv_sweep_modes.log: 0.72 / 0.51 ms). Larger tiles with more warps were slower (64 x 64 x 4 warps).
 BLOCK_L, BLOCK_C, NUM_WARPS = 32, 64, 2
-BWD_MODE = 0  # experiment switch, see _conv_bwd
 
 
 @triton.jit
@@ -120,48 +122,6 @@ def _conv_bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, C, sgb, sgl, sdxb, sdxl, SM: tl
              dx.to(dx_ptr.dtype.element_ty), mask=(t < L)[:, None] & cm[None, :])
 
 
-@triton.jit
-def _conv_bwd_fused_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, dx_ptr, dw_ptr, db_ptr, L, C, n_lt,
-                           sxb, sxl, sdyb, sdyl, sdxb, sdxl, SM: tl.constexpr, K: tl.constexpr,
-                           HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
-    """Backward in one pass. A program owns BO = BL - (K-1) output rows and computes g = dy * silu'(pre) for
-    them and the K-1 rows after (tiles overlap by K-1 rows, recomputed); dx[s] = sum_m weight[K-1-m] g[s+m]
-    shifts the tile's rows, done as K products with (BL, BL) 0/1 shift matrices on the tensor cores (exact:
-    g * weight is rounded to x.dtype, as the twin's bf16 gradient is; float32 inputs use 3xTF32)."""
-    sxb, sxl, sdyb, sdyl, sdxb, sdxl = sxb * SM, sxl * SM, sdyb * SM, sdyl * SM, sdxb * SM, sdxl * SM
-    BO: tl.constexpr = BL - (K - 1)
-    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i = tl.arange(0, BL)
-    t = pid_l * BO + i
-    c = pid_c * BC + tl.arange(0, BC)
-    cm = c < C
-    xb = x_ptr + pid_b.to(tl.int64) * sxb
-    g = _rows(dy_ptr + pid_b.to(tl.int64) * sdyb, t, sdyl, c, cm, L)  # zero at t >= L, as dx needs
-    if ACT:
-        pre = _pre_activation(xb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
-        sig = tl.sigmoid(pre)
-        g = g * sig * (1.0 + pre * (1.0 - sig))
-    own = (i < BO)[:, None]
-    g_own = tl.where(own, g, 0.0)  # the K-1 overlap rows belong to the next program's dw, db
-    row = pid_b.to(tl.int64) * n_lt + pid_l
-    for k in tl.static_range(K):
-        dwk = tl.sum(g_own * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
-        tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
-    if HAS_BIAS:
-        tl.store(db_ptr + row * C + c, tl.sum(g_own, axis=0), mask=cm)
-    dt = dx_ptr.dtype.element_ty
-    dx = tl.zeros((BL, BC), dtype=tl.float32)
-    for m in tl.static_range(K):
-        shift = (i[None, :] == i[:, None] + m).to(dt)  # (BL, BL): row s picks row s + m
-        gw = (g * _tap(w_ptr, c, cm, K, K - 1 - m)).to(dt)
-        if dt == tl.float32:
-            dx = tl.dot(shift, gw, dx, input_precision="tf32x3")
-        else:
-            dx = tl.dot(shift, gw, dx)
-    tl.store(dx_ptr + pid_b.to(tl.int64) * sdxb + t.to(tl.int64)[:, None] * sdxl + c[None, :],
-             dx.to(dt), mask=own & (t < L)[:, None] & cm[None, :])
-
-
 def _unit_channel_stride(x: Tensor) -> Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -179,8 +139,11 @@ def _strides(*tensors: Tensor) -> tuple:
 
 
 # Custom ops rather than an autograd.Function: torch.compile keeps them in the graph as opaque calls instead of
-# breaking the graph around them.
-@torch.library.custom_op("tokengap::causal_conv1d_fwd", mutates_args=())
+# breaking the graph around them. flexible_layout: the kernels take any batch and time strides, so inductor may
+# hand over its own layout. Without the tag it matched the strides of eager mode: inductor pads in_proj's output
+# rows (2320 -> 2368 columns at `small`) and copied the conv's input into eager's layout, forward and backward,
+# 0.23 ms a layer at `small` on an H100 (BENCHMARKS.md).
+@torch.library.custom_op("tokengap::causal_conv1d_fwd", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def _conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: bool,
               block_l: int, block_c: int, num_warps: int) -> Tensor:
     b, l, c = x.shape
@@ -201,37 +164,31 @@ def _(x, weight, bias, activation, block_l, block_c, num_warps):
     return x.new_empty(x.shape)
 
 
-@torch.library.custom_op("tokengap::causal_conv1d_bwd", mutates_args=())
+@torch.library.custom_op("tokengap::causal_conv1d_bwd", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def _conv_bwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], dy: Tensor, activation: bool,
-              block_l: int, block_c: int, num_warps: int, mode: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    """(dx, dweight, dbias); dbias is empty (0,) without a bias. mode (experiment): 0 two-pass with a float32 g,
-    1 two-pass with g in x.dtype, 2 one pass."""
+              block_l: int, block_c: int, num_warps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx, dweight, dbias); dbias is empty (0,) without a bias."""
     b, l, c = x.shape
     k = weight.shape[-1]
     x, weight, dy = _unit_channel_stride(x), weight.contiguous(), _unit_channel_stride(dy)
     bias = bias.contiguous() if bias is not None else None
-    n_lt = triton.cdiv(l, block_l - (k - 1) if mode == 2 else block_l)
+    n_lt = triton.cdiv(l, block_l)
     dx = torch.empty((b, l, c), device=x.device, dtype=x.dtype)
     dw = torch.empty((b * n_lt, c, k), device=x.device, dtype=torch.float32)
     db = torch.empty((b * n_lt, c), device=x.device, dtype=torch.float32) if bias is not None else dw
+    g = torch.empty((b, l, c), device=x.device, dtype=x.dtype)  # dy * silu'(pre), read K times by pass 2
     grid = (n_lt, triton.cdiv(c, block_c), b)
     consts = dict(K=k, BL=block_l, BC=block_c, num_warps=num_warps)
-    bias_arg = bias if bias is not None else weight
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
-        if mode == 2:
-            _conv_bwd_fused_kernel[grid](x, weight, bias_arg, dy, dx, dw, db, l, c, n_lt, *_strides(x, dy, dx),
-                                         HAS_BIAS=bias is not None, ACT=activation, **consts)
-        else:
-            g = torch.empty((b, l, c), device=x.device, dtype=torch.float32 if mode == 0 else x.dtype)
-            _conv_bwd_g_kernel[grid](x, weight, bias_arg, dy, g, dw, db, l, c, n_lt,
-                                     *_strides(x, dy, g), HAS_BIAS=bias is not None, ACT=activation, **consts)
-            _conv_bwd_dx_kernel[grid](g, weight, dx, l, c, *_strides(g, dx), **consts)
+        _conv_bwd_g_kernel[grid](x, weight, bias if bias is not None else weight, dy, g, dw, db, l, c, n_lt,
+                                 *_strides(x, dy, g), HAS_BIAS=bias is not None, ACT=activation, **consts)
+        _conv_bwd_dx_kernel[grid](g, weight, dx, l, c, *_strides(g, dx), **consts)
     dbias = db.sum(0).to(bias.dtype) if bias is not None else weight.new_empty(0)
     return dx, dw.sum(0).to(weight.dtype), dbias
 
 
 @_conv_bwd.register_fake
-def _(x, weight, bias, dy, activation, block_l, block_c, num_warps, mode=0):
+def _(x, weight, bias, dy, activation, block_l, block_c, num_warps):
     return x.new_empty(x.shape), weight.new_empty(weight.shape), \
         bias.new_empty(bias.shape) if bias is not None else weight.new_empty(0)
 
@@ -244,7 +201,7 @@ def _conv_setup(ctx, inputs, output):
 
 def _conv_backward(ctx, dy):
     x, weight, bias = ctx.saved_tensors
-    dx, dw, db = _conv_bwd(x, weight, bias, dy, *ctx.cfg, BWD_MODE)
+    dx, dw, db = _conv_bwd(x, weight, bias, dy, *ctx.cfg)
     return dx, dw, db if bias is not None else None, None, None, None, None
 
 

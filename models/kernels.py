@@ -12,7 +12,7 @@ and, for every model, the training loss:
 On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
 (b, l, c) layout in place and fuse the SiLU; F.conv1d needs (b, c, l), i.e. two transposes, and spent about
 13 ms of a 100 ms hybrid `small` train step in BENCHMARKS.md's profile. Ours is the default over fla's: less
-device time per layer (0.58 against 0.87 ms at `base`), the same kernel in every process (fixed tiles), and
+device time per layer (0.51 against 0.87 ms at `base`), the same kernel in every process (fixed tiles), and
 it needs only triton (BENCHMARKS.md). causal-conv1d cannot be built on an offline machine without nvcc.
 
 mamba-ssm's package __init__ imports its compiled Mamba1 scan (`selective_scan_cuda`) unconditionally, so a
@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
     """(namespace with ssd_fwd, ssd_bwd (mamba_chunk_scan_combined's halves), rmsnorm_fn, version, "") or (None, why)."""
     if importlib.util.find_spec("mamba_ssm") is None:
         return None, "mamba-ssm is not installed (pip install 'tokengap[cuda]')"
+    # mamba-ssm's kernels are autotuned, ~11 s in the first batch of a process on an H100 (BENCHMARKS.md). Triton
+    # keeps the chosen configs on disk when asked, so later processes on the machine skip the tuning (kernels whose
+    # configs have pre-hooks, some of the backward's, are still tuned each time). Read when the kernels are
+    # defined, so set before the import; an explicit TRITON_CACHE_AUTOTUNING=0 is left alone.
+    os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
     placeholder = False
     if "selective_scan_cuda" not in sys.modules and importlib.util.find_spec("selective_scan_cuda") is None:
         sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")  # see module docstring

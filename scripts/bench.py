@@ -137,7 +137,11 @@ VARIANTS = {  # experiments on top of the compiled, graphed model: name -> what 
     "max-autotune": "torch.compile(mode='max-autotune-no-cudagraphs')",
     "cd-tune": "inductor's coordinate-descent tuning of its Triton kernels' block sizes (longer compile)",
     "torch-ce": "loss through lm_head + F.cross_entropy (traced) instead of our Triton linear cross-entropy",
+    "no-mix-order": "inductor's mix-order reductions off (the RMSNorm backward's row and column sums in two kernels)",
+    "pdl": "inductor's Triton kernels with programmatic dependent launch (Hopper: the next kernel's prologue "
+           "overlaps the previous one's tail)",
 }
+INDUCTOR_TRITON_KNOBS = {"no-mix-order": ("mix_order_reduction", False), "pdl": ("enable_pdl", True)}
 
 
 def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
@@ -150,6 +154,10 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
     set_fused_ce(variant != "torch-ce")
     import torch._inductor.config as inductor_config
     inductor_config.coordinate_descent_tuning = variant == "cd-tune"
+    knob = INDUCTOR_TRITON_KNOBS.get(variant)
+    saved_knob = getattr(inductor_config.triton, knob[0]) if knob else None  # AttributeError: not in this torch
+    if knob:
+        setattr(inductor_config.triton, knob[0], knob[1])
     cfg = zoo_cfg(name, size)
     torch.manual_seed(0)
     model = LM(cfg).cuda()
@@ -172,6 +180,8 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
         set_compiled_norm(True)
         set_fused_ce(True)
         inductor_config.coordinate_descent_tuning = False
+        if knob:
+            setattr(inductor_config.triton, knob[0], saved_knob)
     tps = batch * T / ms * 1e3
     mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
     note = "; ".join(sorted(set(line.split(None, 3)[-1] for line in model.kernel_report() if "mamba2" in line)))
@@ -234,27 +244,31 @@ def gemm_ceiling() -> float:
     return 2 * 8192 ** 3 * 20 / (e0.elapsed_time(e1) / 1e3)
 
 
-def bench_scoring(size="small", n_tokens=1_000_000, batch=32):
-    """Scoring tokens/s of a small model on a synthetic eval set of random tokens (throughput only), eager bf16:
-    {model: {"first_pass": ..., "second_pass": ...}}, two passes over the same set after a 5-document warm-up."""
+def scoring_set(n_tokens=1_000_000, vocab=16384):
+    """A synthetic eval set of random tokens (throughput only): documents of 500-6000 tokens, n_tokens in all."""
     import numpy as np
     from analysis.evalset import EvalSet
+    rng = np.random.default_rng(0)
+    lens = rng.integers(500, 6000, size=400)
+    lens = lens[: np.searchsorted(np.cumsum(lens), n_tokens)]
+    toks = rng.integers(1, vocab, size=int(lens.sum())).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    docs = [{"id": str(i), "domain": "x", "source": "x", "text": ""} for i in range(len(lens))]
+    return EvalSet(docs, toks, np.repeat(np.arange(len(lens), dtype=np.int32), lens),
+                   np.zeros((len(toks), 2), np.int32), starts, 0, "synthetic")
+
+
+def bench_scoring(size="small", batch=32):
+    """Scoring tokens/s of a small model on scoring_set(), eager bf16: {model: {"first_pass": ...,
+    "second_pass": ...}}, two passes over the same set after a 5-document warm-up."""
     from analysis.score import ZooScorer, score
     out = {}
+    ev = scoring_set()
     for name in ("transformer", "hybrid", "recurrent"):
-        cfg = zoo_cfg(name, size, vocab_size=16384)
-        model = LM(cfg).cuda().eval()
-        rng = np.random.default_rng(0)
-        lens = rng.integers(500, 6000, size=400)
-        lens = lens[: np.searchsorted(np.cumsum(lens), n_tokens)]
-        toks = rng.integers(1, 16384, size=int(lens.sum())).astype(np.int32)
-        starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        docs = [{"id": str(i), "domain": "x", "source": "x", "text": ""} for i in range(len(lens))]
-        ev = EvalSet(docs, toks, np.repeat(np.arange(len(lens), dtype=np.int32), lens),
-                     np.zeros((len(toks), 2), np.int32), starts, 0, "synthetic")
+        model = LM(zoo_cfg(name, size, vocab_size=16384)).cuda().eval()
         score(ZooScorer(model), ev.subset(5)[0], T, batch, "cuda", torch.bfloat16, progress=False)  # warm-up
         rates = []
-        for _ in range(2):  # the first pass still meets new shapes (Triton specialisations); the second none
+        for _ in range(2):  # the first pass may meet shapes the warm-up did not have; the second meets none
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             score(ZooScorer(model), ev, T, batch, "cuda", torch.bfloat16, progress=False)

@@ -23,10 +23,6 @@ from models.kernels import _wrap_fla_conv, fla_triton_conv  # noqa: E402
 
 SHAPES = {"small": (32, 1280, 2320, 1024), "base": (16, 1792, 3352, 1536)}  # batch, channels, in_proj width, offset
 CONFIGS = [(16, 64, 2), (32, 64, 2), (16, 128, 2), (32, 32, 2), (64, 64, 4), (32, 128, 4)]  # BLOCK_L, BLOCK_C, warps
-# the one-pass backward (mode 2) recomputes K-1 of every BLOCK_L rows: it wants longer tiles
-CONFIGS_ONE_PASS = [(32, 64, 2), (32, 64, 4), (64, 64, 4), (64, 32, 2), (64, 32, 4), (32, 128, 4), (64, 128, 8),
-                    (128, 32, 4)]
-MODES = {0: "two-pass f32 g", 1: "two-pass bf16 g", 2: "one pass"}
 
 
 def device_ms(fn, n: int = 10) -> float:
@@ -62,17 +58,10 @@ def main() -> int:
             return device_ms(step)
 
         print(f"{name} fla: fwd {timed(fla, False):.3f} fwd+bwd {timed(fla, True):.3f} (device ms)", flush=True)
-        for mode, label in MODES.items():
-            ct.BWD_MODE = mode
-            for bl, bc, nw in CONFIGS_ONE_PASS if mode == 2 else CONFIGS:
-                conv = lambda x, w_, b_: ct.causal_conv1d_triton(x, w_, b_, True, bl, bc, nw)  # noqa: E731
-                try:
-                    print(f"{name} {label:16s} BL={bl:3d} BC={bc:3d} warps={nw}: fwd {timed(conv, False):.3f} "
-                          f"fwd+bwd {timed(conv, True):.3f}", flush=True)
-                except Exception as exc:  # e.g. out of shared memory: report, keep going
-                    print(f"{name} {label:16s} BL={bl:3d} BC={bc:3d} warps={nw}: FAILED {type(exc).__name__}: "
-                          f"{str(exc)[:200]}", flush=True)
-        ct.BWD_MODE = 0
+        for bl, bc, nw in CONFIGS:
+            conv = lambda x, w_, b_: ct.causal_conv1d_triton(x, w_, b_, True, bl, bc, nw)  # noqa: E731
+            print(f"{name} ours BL={bl:3d} BC={bc:3d} warps={nw}: fwd {timed(conv, False):.3f} "
+                  f"fwd+bwd {timed(conv, True):.3f}", flush=True)
     return 0
 
 

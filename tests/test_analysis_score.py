@@ -56,6 +56,11 @@ def test_scorer_mean_equals_the_training_loss_on_the_same_tokens(tokenizer):
     assert n == ev.n_tokens and np.isfinite(loss).all()
     assert loss.mean() == pytest.approx(total / n, rel=1e-5)
     assert correct.dtype == bool and correct.shape == loss.shape
+    # CUDA's default: batches padded to batch_size rows and at least 2 * pad_multiple columns; same scores
+    padded, pcorrect = score(ZooScorer(model), ev, T, batch_size=3, progress=False, chunk_tokens=17,
+                             pad_multiple=8, pad_batch=True)
+    np.testing.assert_allclose(padded, loss, rtol=1e-5, atol=1e-6)
+    assert (pcorrect == correct).all()
 
 
 def test_a_hugging_face_causal_lm_scores(tokenizer, tmp_path):

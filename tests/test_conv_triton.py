@@ -86,7 +86,7 @@ def test_triton_conv_matches_torch_twin_on_cuda():
     ns["run"]("cuda", 16, 16)
     from models.conv_triton import BLOCK_C, BLOCK_L
     ns["run"]("cuda", BLOCK_L, BLOCK_C)  # the production blocks
-    # bf16 in and out, float32 inside: rounding of y and dx only
+    # bf16 in and out, float32 inside but g (dy * silu') stored in bf16, as the twin's: rounding of y, g and dx only
     ns["check"]("cuda", torch.bfloat16, 4, 300, 1280, 4, True, True, True, BLOCK_L, BLOCK_C, 2e-2)
 
 
