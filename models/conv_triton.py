@@ -82,8 +82,8 @@ def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, L, C, sxb, sxl, syb, syl, SM
 def _conv_bwd_g_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, g_ptr, dw_ptr, db_ptr, L, C, n_lt,
                        sxb, sxl, sdyb, sdyl, sgb, sgl, SM: tl.constexpr,
                        K: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr, BL: tl.constexpr, BC: tl.constexpr):
-    """Backward, pass 1: g = dy * silu'(pre) into g (float32); the partial dw, db of this tile into row
-    (b * n_lt + time tile) of dw (rows, C, K) and db (rows, C), summed over rows by torch."""
+    """Backward, pass 1: g = dy * silu'(pre) into g (stored in x.dtype); the partial dw, db of this tile, from the
+    float32 g, into row (b * n_lt + time tile) of dw (rows, C, K) and db (rows, C), summed over rows by torch."""
     sxb, sxl, sdyb, sdyl, sgb, sgl = sxb * SM, sxl * SM, sdyb * SM, sdyl * SM, sgb * SM, sgl * SM
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     t = pid_l * BL + tl.arange(0, BL)

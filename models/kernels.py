@@ -45,9 +45,12 @@ def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
         return None, "mamba-ssm is not installed (pip install 'tokengap[cuda]')"
     # mamba-ssm's kernels are autotuned, ~11 s in the first batch of a process on an H100 (BENCHMARKS.md). Triton
     # keeps the chosen configs on disk when asked, so later processes on the machine skip the tuning (kernels whose
-    # configs have pre-hooks, some of the backward's, are still tuned each time). Read when the kernels are
-    # defined, so set before the import; an explicit TRITON_CACHE_AUTOTUNING=0 is left alone.
-    os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
+    # configs have pre-hooks, some of the backward's, are still tuned each time). An autotuner reads the switch when
+    # it is defined: set only around this import (other libraries' kernels are left as they are), and an explicit
+    # TRITON_CACHE_AUTOTUNING from the user is left alone. No effect if mamba-ssm was imported before.
+    cache_switch = "TRITON_CACHE_AUTOTUNING" not in os.environ
+    if cache_switch:
+        os.environ["TRITON_CACHE_AUTOTUNING"] = "1"
     placeholder = False
     if "selective_scan_cuda" not in sys.modules and importlib.util.find_spec("selective_scan_cuda") is None:
         sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")  # see module docstring
@@ -57,6 +60,9 @@ def mamba_ssm_triton() -> tuple[Optional[types.SimpleNamespace], str]:
         from mamba_ssm.ops.triton.ssd_combined import _mamba_chunk_scan_combined_bwd, _mamba_chunk_scan_combined_fwd
     except Exception as exc:  # a broken install must not take the reference path down with it
         return None, f"mamba-ssm import failed: {type(exc).__name__}: {exc}"
+    finally:
+        if cache_switch:
+            del os.environ["TRITON_CACHE_AUTOTUNING"]
     import mamba_ssm
 
     note = " (without its compiled Mamba1 extension)" if placeholder else ""

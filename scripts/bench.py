@@ -148,20 +148,20 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
     """compile_mode: False (eager, no CUDA graph) or True (compiled + CUDA graph); variant: None or a key of
     VARIANTS (compiled only)."""
     from models.kernels import set_compiled_norm, set_conv_preference, set_fused_ce
-    torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
-    set_conv_preference({"torch-conv": "torch", "fla-conv": "fla"}.get(variant, "auto"))
-    set_compiled_norm(variant != "kernel-norm")
-    set_fused_ce(variant != "torch-ce")
     import torch._inductor.config as inductor_config
-    inductor_config.coordinate_descent_tuning = variant == "cd-tune"
+    torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
     knob = INDUCTOR_TRITON_KNOBS.get(variant)
     saved_knob = getattr(inductor_config.triton, knob[0]) if knob else None  # AttributeError: not in this torch
-    if knob:
-        setattr(inductor_config.triton, knob[0], knob[1])
-    cfg = zoo_cfg(name, size)
-    torch.manual_seed(0)
-    model = LM(cfg).cuda()
-    try:
+    try:  # every switch below is restored in `finally`, whatever fails
+        set_conv_preference({"torch-conv": "torch", "fla-conv": "fla"}.get(variant, "auto"))
+        set_compiled_norm(variant != "kernel-norm")
+        set_fused_ce(variant != "torch-ce")
+        inductor_config.coordinate_descent_tuning = variant == "cd-tune"
+        if knob:
+            setattr(inductor_config.triton, knob[0], knob[1])
+        cfg = zoo_cfg(name, size)
+        torch.manual_seed(0)
+        model = LM(cfg).cuda()
         if variant == "fla-ce":
             from fla.modules import FusedLinearCrossEntropyLoss
             flce, hidden = FusedLinearCrossEntropyLoss(), torch.compile(model.hidden_states)

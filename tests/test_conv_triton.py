@@ -18,7 +18,7 @@ CASES = textwrap.dedent("""
     from models.conv_triton import causal_conv1d_triton
     from models.ssd import causal_conv1d_torch
 
-    def check(device, dtype, b, l, c, k, bias, act, strided, bl, bc, tol):
+    def check(device, dtype, b, l, c, k, bias, act, strided, bl, bc, tol, tol_w=None):
         g = torch.Generator().manual_seed(b * 1000 + l * 10 + c)
         wide = torch.randn(b, l, c + 7 if strided else c, generator=g, dtype=torch.float64).to(device, dtype)
         x = wide[..., 3:3 + c] if strided else wide  # strided: a view with an offset, as in_proj's split gives
@@ -42,7 +42,8 @@ CASES = textwrap.dedent("""
         assert xi.grad.dtype == x.dtype and wi.grad.dtype == w.dtype
         for name, a, r in zip(["y", "dx", "dw", "db"], ours, ref):
             err = ((a.double() - r).abs().max() / (r.abs().max() + 1e-12)).item()
-            assert err < tol, f"{name}: relative error {err:.2e} >= {tol} (b={b} l={l} c={c} k={k} bias={bias} act={act} strided={strided})"
+            t = tol_w if tol_w is not None and name in ("dw", "db") else tol
+            assert err < t, f"{name}: relative error {err:.2e} >= {t} (b={b} l={l} c={c} k={k} bias={bias} act={act} strided={strided})"
 
     def run(device, bl, bc):
         for args in [(2, 37, 20, 4, True, True, True), (2, 37, 20, 4, False, True, False), (2, 37, 20, 1, True, True, True),
@@ -59,7 +60,11 @@ def _run_interpreted(code: str) -> subprocess.CompletedProcess:
 
 def test_triton_conv_matches_torch_twin_in_interpreter():
     pytest.importorskip("triton")
-    r = _run_interpreted("run('cpu', 16, 16)\nprint('ok')")
+    # bf16 in and out: y and dx carry bf16 rounding (g is stored in bf16 between the passes), dw and db are
+    # summed from the float32 g, so they must stay near float32 accuracy
+    r = _run_interpreted("run('cpu', 16, 16)\n"
+                         "check('cpu', torch.bfloat16, 2, 100, 80, 4, True, True, True, 32, 32, 2e-2, 1e-5)\n"
+                         "print('ok')")
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-4000:]
 
 
