@@ -96,8 +96,8 @@ def _conv_bwd_g_kernel(x_ptr, w_ptr, bias_ptr, dy_ptr, g_ptr, dw_ptr, db_ptr, L,
         pre = _pre_activation(xb, t, sxl, c, cm, w_ptr, bias_ptr, L, K, HAS_BIAS, BL, BC)
         sig = tl.sigmoid(pre)
         g = g * sig * (1.0 + pre * (1.0 - sig))
-    tl.store(g_ptr + pid_b.to(tl.int64) * sgb + t.to(tl.int64)[:, None] * sgl + c[None, :], g.to(g_ptr.dtype.element_ty),
-             mask=(t < L)[:, None] & cm[None, :])
+    tl.store(g_ptr + pid_b.to(tl.int64) * sgb + t.to(tl.int64)[:, None] * sgl + c[None, :],
+             g.to(g_ptr.dtype.element_ty), mask=(t < L)[:, None] & cm[None, :])
     for k in tl.static_range(K):
         dwk = tl.sum(g * _rows(xb, t - (K - 1) + k, sxl, c, cm, L), axis=0)
         tl.store(dw_ptr + (row * C + c) * K + k, dwk, mask=cm)
