@@ -6,7 +6,8 @@ Paths, by op:
   conv  causal_conv1d_fn (CUDA extension)  |  models.conv_triton (ours, Triton, CUDA)
         |  fla.modules.causal_conv1d (Triton, CUDA; only when asked for, see set_conv_preference)
         |  models.ssd.causal_conv1d_torch (F.conv1d, cuDNN on GPU; also the reference)
-and, for every model, the training loss:
+and, for every model, the residual add + RMSNorm and the training loss:
+  norm  models.norm_triton (ours, Triton, CUDA)  |  x + y, then nn.RMSNorm (models.lm.add_rms_norm_torch)
   loss  models.ce_triton (ours, Triton, CUDA)  |  lm_head + F.cross_entropy (the twin)
 
 On CUDA the conv takes the first of causal-conv1d, ours, F.conv1d that imports. The Triton convs read the
@@ -178,17 +179,51 @@ def set_fused_ce(on: bool) -> None:
     _fused_ce = bool(on)
 
 
+def _ours_on_cuda(device: torch.device, enabled: bool, lookup: Callable, name: str, twin: str,
+                  what: str) -> tuple[Optional[Callable], str]:
+    """(kernel, name) on CUDA when `enabled` and lookup() finds it, else (None, twin); why a CUDA device runs the
+    twin is logged once."""
+    if device.type == "cuda" and enabled:
+        fn, why = lookup()
+        if fn is not None:
+            return fn, name
+        if why not in _warned:
+            _warned.add(why)
+            log.warning("%s on CUDA runs %s: %s", what, twin, why)
+    return None, twin
+
+
 def loss_kernel(device: torch.device) -> tuple[Optional[Callable], str]:
     """The training loss's implementation on `device`: (linear_cross_entropy_triton, name) on CUDA when triton
     imports, else (None, name of the twin: lm_head + F.cross_entropy)."""
-    if device.type == "cuda" and _fused_ce:
-        fn, why = tokengap_triton_ce()
-        if fn is not None:
-            return fn, "tokengap-triton linear cross-entropy"
-        if why not in _warned:
-            _warned.add(why)
-            log.warning("training loss on CUDA runs lm_head + F.cross_entropy: %s", why)
-    return None, "lm_head + torch F.cross_entropy"
+    return _ours_on_cuda(device, _fused_ce, tokengap_triton_ce, "tokengap-triton linear cross-entropy",
+                         "lm_head + torch F.cross_entropy", "training loss")
+
+
+def tokengap_triton_norm() -> tuple[Optional[Callable], str]:
+    return _ours("norm_triton", "add_rms_norm_triton")
+
+
+# Whether the residual add + RMSNorm on CUDA runs our Triton kernels (True) or the twin, traced when compiled.
+# Changed only by scripts/bench.py, to time the two against each other.
+_fused_norm = True
+
+
+def set_fused_norm(on: bool) -> None:
+    global _fused_norm
+    _fused_norm = bool(on)
+
+
+def norm_kernel(device: torch.device, d_model: int) -> tuple[Optional[Callable], str]:
+    """The residual add + RMSNorm on `device`: (add_rms_norm_triton, name) on CUDA when triton imports and a row
+    of d_model fits its kernel, else (None, name of the twin: x + y, nn.RMSNorm)."""
+    def lookup():
+        fn, why = tokengap_triton_norm()
+        if fn is not None and d_model > importlib.import_module("models.norm_triton").MAX_D:
+            return None, f"d_model {d_model} is longer than the kernel's rows (models.norm_triton.MAX_D)"
+        return fn, why
+    return _ours_on_cuda(device, _fused_norm, lookup, "tokengap-triton add + RMSNorm", "x + y, torch nn.RMSNorm",
+                         "residual add + RMSNorm")
 
 
 # Which conv the CUDA path prefers: "auto" (causal-conv1d, then ours, then torch) or one of "cuda" | "triton" |

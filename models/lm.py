@@ -1,9 +1,12 @@
 """Decoder-only language model whose layers follow a pattern over mixers (attention, swa, mamba2).
 
 Each layer is a pre-norm residual block: x + mixer(norm(x)), then x + SwiGLU(norm(x)) (Llama / Olmo style).
+A block hands on its MLP output un-added: each residual add runs with the norm after it (`add_rms_norm_*`), one
+fused kernel forward and backward on CUDA (models/norm_triton.py).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional
 
@@ -14,7 +17,7 @@ from torch import Tensor
 
 from models.attention import Attention, rope_tables_cached
 from models.config import ModelConfig, resolve_layers, validate
-from models.kernels import Mamba2Ops, loss_kernel
+from models.kernels import Mamba2Ops, loss_kernel, norm_kernel
 from models.mamba2 import Mamba2
 
 
@@ -30,6 +33,26 @@ class SwiGLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.w_gate_up(x).chunk(2, dim=-1)
         return self.w_down(F.silu(gate) * up)
+
+
+def add_rms_norm_torch(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
+    """(s, h) = (x + y, norm(x + y)); y = None: (x, norm(x)). x, y: (..., d). The twin of add_rms_norm_triton."""
+    s = x if y is None else x + y
+    return s, norm(s)
+
+
+@functools.cache  # one wrapper per kernel: torch.compile sees the same function every forward
+def fused_add_rms_norm(fn: Callable) -> Callable:
+    """add_rms_norm_torch's signature over models.norm_triton.add_rms_norm_triton (`fn`); h comes out in the
+    autocast dtype (what the Linear after it would cast it to), else in s's dtype."""
+    def add_norm(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
+        if norm.weight is None:  # not a configuration of ours; keep nn.RMSNorm's semantics
+            return add_rms_norm_torch(x, y, norm)
+        out = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+        s_dtype = torch.promote_types(x.dtype, y.dtype) if y is not None else x.dtype
+        eps = norm.eps if norm.eps is not None else torch.finfo(s_dtype).eps  # nn.RMSNorm's default, for s
+        return fn(x, y, norm.weight, eps, out)
+    return add_norm
 
 
 def make_mixer(name: str, cfg: ModelConfig, layer_idx: int) -> nn.Module:
@@ -51,10 +74,14 @@ class Block(nn.Module):
         self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_dim)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], ops: Optional[Mamba2Ops] = None) -> Tensor:
-        h = self.norm1(x)
-        x = x + (self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h, ops))
-        return x + self.mlp(self.norm2(x))
+    def forward(self, x: Tensor, y: Optional[Tensor], rope: tuple[Tensor, Tensor], ops: Optional[Mamba2Ops] = None,
+                add_norm: Callable = add_rms_norm_torch) -> tuple[Tensor, Tensor]:
+        """x: residual stream (b, l, d); y: the previous block's MLP output, not yet added (None in the first).
+        Returns (x, y) for the next block: x + y + mixer(...) and this block's MLP output."""
+        x, h = add_norm(x, y, self.norm1)
+        y = self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h, ops)
+        x, h = add_norm(x, y, self.norm2)
+        return x, self.mlp(h)
 
 
 class LM(nn.Module):
@@ -89,13 +116,15 @@ class LM(nn.Module):
 
     # ---- forward passes ------------------------------------------------------------------------------
     def hidden_states(self, input_ids: Tensor) -> Tensor:
-        """(b, l) -> final-normed hidden states (b, l, d_model)."""
+        """(b, l) -> final-normed hidden states (b, l, d_model); in the autocast dtype where the fused norm runs
+        (CUDA), else in the residual stream's dtype."""
         rope = rope_tables_cached(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
         ops = self._mamba_ops(input_ids.device)
-        x = self.embed(input_ids)
+        add_norm = self._add_norm(input_ids.device)
+        x, y = self.embed(input_ids), None
         for block in self.blocks:
-            x = block(x, rope, ops)
-        return self.norm(x)
+            x, y = block(x, y, rope, ops, add_norm)
+        return add_norm(x, y, self.norm)[1]
 
     def forward(self, input_ids: Tensor, targets: Optional[Tensor] = None) -> Tensor:
         """Logits (b, l, vocab); or, with targets (b, l), the mean next-token cross-entropy over
@@ -124,6 +153,11 @@ class LM(nn.Module):
         return ops
 
     @torch.compiler.disable  # resolves (and, the first time, imports) the kernel: not for dynamo to trace
+    def _add_norm(self, device: torch.device) -> Callable:
+        fn = norm_kernel(device, self.cfg.d_model)[0]
+        return fused_add_rms_norm(fn) if fn is not None else add_rms_norm_torch
+
+    @torch.compiler.disable  # resolves (and, the first time, imports) the kernel: not for dynamo to trace
     def _loss_kernel(self, device: torch.device) -> Optional[Callable]:
         return loss_kernel(device)[0]
 
@@ -144,7 +178,9 @@ class LM(nn.Module):
             else:
                 win = f" window={b.mixer.window}" if b.mixer.window else ""
                 lines.append(f"layer {i:2d} {b.mixer_name:9s} torch-sdpa{win}")
-        lines.append(f"training loss  {loss_kernel(self.lm_head.weight.device)[1]}")
+        device = self.lm_head.weight.device
+        lines.append(f"add + RMSNorm  {norm_kernel(device, self.cfg.d_model)[1]}")
+        lines.append(f"training loss  {loss_kernel(device)[1]}")
         return lines
 
 

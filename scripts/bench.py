@@ -137,6 +137,7 @@ VARIANTS = {  # experiments on top of the compiled, graphed model: name -> what 
     "max-autotune": "torch.compile(mode='max-autotune-no-cudagraphs')",
     "cd-tune": "inductor's coordinate-descent tuning of its Triton kernels' block sizes (longer compile)",
     "torch-ce": "loss through lm_head + F.cross_entropy (traced) instead of our Triton linear cross-entropy",
+    "torch-norm": "residual add + RMSNorm traced (x + y, nn.RMSNorm; inductor fuses them) instead of our Triton kernels",
     "no-mix-order": "inductor's mix-order reductions off (the RMSNorm backward's row and column sums in two kernels)",
     "pdl": "inductor's Triton kernels with programmatic dependent launch (Hopper: the next kernel's prologue "
            "overlaps the previous one's tail)",
@@ -147,7 +148,7 @@ INDUCTOR_TRITON_KNOBS = {"no-mix-order": ("mix_order_reduction", False), "pdl": 
 def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
     """compile_mode: False (eager, no CUDA graph) or True (compiled + CUDA graph); variant: None or a key of
     VARIANTS (compiled only)."""
-    from models.kernels import set_compiled_norm, set_conv_preference, set_fused_ce
+    from models.kernels import set_compiled_norm, set_conv_preference, set_fused_ce, set_fused_norm
     import torch._inductor.config as inductor_config
     torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
     knob = INDUCTOR_TRITON_KNOBS.get(variant)
@@ -156,6 +157,7 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
         set_conv_preference({"torch-conv": "torch", "fla-conv": "fla"}.get(variant, "auto"))
         set_compiled_norm(variant != "kernel-norm")
         set_fused_ce(variant != "torch-ce")
+        set_fused_norm(variant != "torch-norm")
         inductor_config.coordinate_descent_tuning = variant == "cd-tune"
         if knob:
             setattr(inductor_config.triton, knob[0], knob[1])
@@ -179,6 +181,7 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
         set_conv_preference("auto")
         set_compiled_norm(True)
         set_fused_ce(True)
+        set_fused_norm(True)
         inductor_config.coordinate_descent_tuning = False
         if knob:
             setattr(inductor_config.triton, knob[0], saved_knob)

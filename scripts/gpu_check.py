@@ -8,6 +8,8 @@
 4. A whole hybrid LM: Triton path vs reference path; and a compiled train step vs the same step eager.
 5. The causal convs (ours, fla's) vs F.conv1d.
 6. The training loss: our Triton linear cross-entropy vs lm_head + F.cross_entropy (loss, every gradient).
+7. The residual add + RMSNorm: our Triton kernels vs x + y and nn.RMSNorm, in a hybrid train step (loss, every
+   gradient).
 (The CUDA-graphed train step against the plain one: tests/test_graphed.py, whose CUDA tests run on a GPU.)
 Outputs and gradients (input and every parameter), fp32 and bf16. Error = ||a - b|| / ||b|| (relative L2),
 the reference computed in float32 (float64 for the SSD scan where noted). Exits 1 if any error exceeds its
@@ -211,6 +213,15 @@ def check_lm(device):
     return fast.kernel_report()
 
 
+def _step(model, ids, targets, dtype, fwd=None):
+    """(loss, {parameter name: gradient}) of one forward + backward of `fwd` (default: model) under autocast(dtype)."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        loss = (model if fwd is None else fwd)(ids, targets)  # not `fwd or model`: a compiled module has no bool()
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
 def check_compiled_step(device):
     """A train step of the compiled hybrid (inductor traces the gated-norm twin, RoPE over q and k together)
     against the same model eager (mamba-ssm's norm kernel): loss and every parameter's gradient."""
@@ -218,14 +229,21 @@ def check_compiled_step(device):
     ids = torch.randint(0, 1024, (2, 1025), device=device)
     compiled = torch.compile(model)
     for dtype in (torch.float32, torch.bfloat16):
+        eager, comp = (_step(model, ids[:, :-1], ids[:, 1:], dtype, fwd) for fwd in (model, compiled))
+        record_step("hybrid LM train step: compiled vs eager", dtype, comp, eager)
+
+
+def _with_and_without(check, switch, model, ids, targets):
+    """record_step of the model with switch(True) (our kernel) against switch(False) (its twin), fp32 and bf16."""
+    for dtype in (torch.float32, torch.bfloat16):
         outs = []
-        for fwd in (model, compiled):
-            model.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-                loss = fwd(ids[:, :-1], ids[:, 1:])
-            loss.backward()
-            outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-        record_step("hybrid LM train step: compiled vs eager", dtype, outs[1], outs[0])
+        for on in (True, False):
+            switch(on)
+            try:
+                outs.append(_step(model, ids, targets, dtype))
+            finally:
+                switch(True)
+        record_step(check, dtype, outs[0], outs[1])
 
 
 def check_loss(device):
@@ -234,19 +252,14 @@ def check_loss(device):
     ids = torch.randint(0, 1024, (2, 1025), device=device)
     targets = ids[:, 1:].clone()
     targets[0, :100] = -100  # ignored positions
-    for dtype in (torch.float32, torch.bfloat16):
-        outs = []
-        for fused in (True, False):
-            set_fused_ce(fused)
-            try:
-                model.zero_grad(set_to_none=True)
-                with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-                    loss = model(ids[:, :-1], targets)
-                loss.backward()
-            finally:
-                set_fused_ce(True)
-            outs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-        record_step("training loss: triton vs F.cross_entropy", dtype, outs[0], outs[1])
+    _with_and_without("training loss: triton vs F.cross_entropy", set_fused_ce, model, ids[:, :-1], targets)
+
+
+def check_add_norm(device):
+    from models.kernels import set_fused_norm
+    model = _hybrid_lm(device)
+    ids = torch.randint(0, 1024, (2, 1025), device=device)
+    _with_and_without("add + RMSNorm: triton vs x + y, nn.RMSNorm", set_fused_norm, model, ids[:, :-1], ids[:, 1:])
 
 
 def main() -> int:
@@ -278,6 +291,8 @@ def main() -> int:
     check_compiled_step(device)
     stage("training loss")
     check_loss(device)
+    stage("add + RMSNorm")
+    check_add_norm(device)
     print("\n".join(report))
     w = max(len(r["check"]) for r in rows)
     print(f"\n{'check':{w}}  dtype     {'what':38} rel_err    tol     ok")
