@@ -35,6 +35,11 @@ class SwiGLU(nn.Module):
         return self.w_down(F.silu(gate) * up)
 
 
+def _autocast_dtype() -> Optional[torch.dtype]:
+    """The CUDA autocast dtype when autocast is on (what a Linear casts its input to), else None."""
+    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+
+
 def add_rms_norm_torch(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
     """(s, h) = (x + y, norm(x + y)); y = None: (x, norm(x)). x, y: (..., d). The twin of add_rms_norm_triton."""
     s = x if y is None else x + y
@@ -48,10 +53,7 @@ def fused_add_rms_norm(fn: Callable) -> Callable:
     def add_norm(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
         if norm.weight is None:  # not a configuration of ours; keep nn.RMSNorm's semantics
             return add_rms_norm_torch(x, y, norm)
-        out = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-        s_dtype = torch.promote_types(x.dtype, y.dtype) if y is not None else x.dtype
-        eps = norm.eps if norm.eps is not None else torch.finfo(s_dtype).eps  # nn.RMSNorm's default, for s
-        return fn(x, y, norm.weight, eps, out)
+        return fn(x, y, norm.weight, norm.eps, _autocast_dtype())
     return add_norm
 
 
@@ -134,8 +136,7 @@ class LM(nn.Module):
         if targets is None:
             return self.lm_head(h)
         if fused is not None:  # the logits' gradient computed in the forward (models/ce_triton.py)
-            dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else h.dtype
-            return fused(h, self.lm_head.weight, targets, dtype)
+            return fused(h, self.lm_head.weight, targets, _autocast_dtype() or h.dtype)
         return F.cross_entropy(self.lm_head(h).float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def token_losses(self, input_ids: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:

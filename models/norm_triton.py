@@ -180,14 +180,15 @@ def _backward(ctx, ds, dh, drstd):
 _fwd.register_autograd(_backward, setup_context=_setup)
 
 
-def add_rms_norm_triton(x: Tensor, y: Optional[Tensor], weight: Tensor, eps: float,
+def add_rms_norm_triton(x: Tensor, y: Optional[Tensor], weight: Tensor, eps: Optional[float],
                         out_dtype: Optional[torch.dtype] = None, tile: Optional[int] = None,
                         num_warps: Optional[int] = None) -> tuple[Tensor, Tensor]:
     """x: (..., d); y: same shape or None; weight: (d,). Returns (s, h): s = x + y (a copy of x if y is None) in
     promote(x, y) dtype, h = RMSNorm(s) * weight in out_dtype (default s's dtype). Same as add_rms_norm_torch.
-    d must be at most MAX_D."""
+    eps None: machine epsilon of s's dtype (nn.RMSNorm's default). d must be at most MAX_D."""
     if x.shape[-1] > MAX_D:
         raise ValueError(f"add_rms_norm_triton: rows of {x.shape[-1]} > MAX_D={MAX_D} columns")
     s_dtype = torch.promote_types(x.dtype, y.dtype) if y is not None else x.dtype
+    eps = torch.finfo(s_dtype).eps if eps is None else eps
     s, h, _ = _fwd(x, y, weight, float(eps), out_dtype or s_dtype, tile or TILE, num_warps or NUM_WARPS)
     return s, h
