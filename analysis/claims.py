@@ -326,7 +326,7 @@ def robustness_markdown(full: list[dict], clean: list[dict], n_bad: int, n_docs:
 
 def runs_table(results: Path) -> str:
     """One row per training run: size, tokens, wall time and throughput (results/runs/*), final losses."""
-    from analysis.scorefile import load_scores
+    from evaluation.scorefile import load_scores
 
     lines = ["| run | layers | non-embedding params | tokens | steps | train wall (s) | train tokens/s | GPU | "
              "final eval loss (annealed) | eval loss, `analysis score` |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from analysis.scorefile import Scores, check_comparable, load_scores
+from evaluation.scorefile import Scores, check_comparable, load_scores
 from analysis.stats import bootstrap_weights, category_means, cluster_strata, cluster_sums, ols_clustered
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
-from analysis.evalset import EvalSet
+from evaluation.evalset import EvalSet
 from models.atomic import atomic_write_stream
 
 META_KEY = b"tokengap"

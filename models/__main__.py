@@ -2,7 +2,7 @@
 
     python -m models model=hybrid size=small             # one config (Hydra overrides)
     python -m models model=hybrid model.ratio=5:1 size=base
-    python -m models --table                             # the three zoo configs at every size
+    python -m models --table                             # the zoo configs at every size
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from models.config import ConfigError, ModelConfig, compose, count_params_formula, human
 
-ZOO = ("transformer", "hybrid", "recurrent")
+# the Mamba2 zoo, then the study's pair (Olmo 3 / Olmo Hybrid layouts) and its pure recurrent model
+ZOO = ("transformer", "hybrid", "recurrent", "transformer_swa", "hybrid_gdn", "recurrent_gdn")
 SIZES = ("tiny", "small", "base")
 
 

@@ -1,17 +1,21 @@
 """Typed model configuration, layer-pattern resolution, and Hydra composition with one-line errors.
 
 The dataclasses below are the Hydra schemas (structured configs): a YAML file or a command-line override
-with a key that is not a field here fails at start-up, naming the key.
+with a key that is not a field here fails at start-up, naming the key. What a mixer name in the pattern stands
+for, its parameter count and the checks of its own keys come from the mixer registry (models/mixers/).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from enum import Enum
 from typing import Any, List, Optional
 
-MIXERS = ("attention", "swa", "mamba2")  # swa = sliding-window attention (needs model.window)
-RECURRENT_MIXERS = ("mamba2",)
+from models import mixers
+from models.mixers.gdn import GDNConfig
+from models.mixers.mamba2 import MambaConfig
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -19,20 +23,11 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line and names the key."""
 
 
-@dataclass
-class MambaConfig:
-    d_state: int = 128  # N: state size per head
-    d_conv: int = 4  # width of the short causal depthwise conv
-    expand: int = 2  # d_inner = expand * d_model
-    headdim: int = 64  # P: channels per SSM head; n_heads_ssm = d_inner / headdim
-    ngroups: int = 1  # B/C groups (like GQA for the SSM)
-    chunk_size: int = 256  # SSD chunk length (kernel and reference)
-    dt_min: float = 0.001
-    dt_max: float = 0.1
-    dt_init_floor: float = 1e-4
-    A_init_min: float = 1.0  # A = -exp(A_log), A_log = log(U(A_init_min, A_init_max))
-    A_init_max: float = 16.0
-    conv_bias: bool = True
+class Kernels(str, Enum):
+    """model.kernels: which implementation the recurrent layers' scans run (models/kernels.py)."""
+    auto = "auto"  # the Triton kernels on CUDA when importable, else the PyTorch twins (said in the log)
+    reference = "reference"  # always the PyTorch twins
+    triton = "triton"  # the kernels, or fail naming what is missing
 
 
 @dataclass
@@ -52,16 +47,17 @@ class ModelConfig:
     d_ff: Optional[int] = None  # SwiGLU hidden size; None: mlp_ratio * d_model rounded to ff_multiple_of
     mlp_ratio: float = 8 / 3
     ff_multiple_of: int = 32
-    window: Optional[int] = None  # sliding window (tokens, including the current one) of "swa" layers
+    # Sliding window (tokens, the current one included) of "swa" layers. None: half the training context,
+    # set when a run starts (Olmo 3: 4096 of 8192); a model saved by a run stores the number.
+    window: Optional[int] = None
     qk_norm: bool = False
     rope_theta: float = 10000.0
     tie_embeddings: bool = False  # Olmo unties input and output embeddings
     norm_eps: float = 1e-5
     init_std: float = 0.02
-    # Which implementation the Mamba2 layers run: "auto" (mamba-ssm Triton kernels on CUDA when importable,
-    # else the pure-PyTorch reference, saying so in the log), "reference" (always PyTorch), "triton" (fail if absent).
-    kernels: str = "auto"
+    kernels: Kernels = Kernels.auto  # the recurrent layers' scans: auto | reference | triton (see Kernels)
     mamba: MambaConfig = field(default_factory=MambaConfig)
+    gdn: GDNConfig = field(default_factory=GDNConfig)
 
     # ---- derived ---------------------------------------------------------------------------------
     @property
@@ -101,8 +97,8 @@ def resolve_layers(cfg: ModelConfig) -> list[str]:
     if not period:
         raise ConfigError(f"{key}: empty pattern")
     for name in period:
-        if name not in MIXERS:
-            raise ConfigError(f"{key}: unknown mixer {name!r} (known: {', '.join(MIXERS)})")
+        if mixers.get(name) is None:
+            raise ConfigError(f"{key}: unknown mixer {name!r} (known: {', '.join(mixers.names())})")
     if cfg.n_layers % len(period) != 0:
         raise ConfigError(
             f"{key}: a period of {len(period)} layers {list(period)} does not fit model.n_layers={cfg.n_layers}"
@@ -116,45 +112,50 @@ def validate(cfg: ModelConfig) -> None:
         raise ConfigError(f"model.n_layers: must be >= 1, got {cfg.n_layers}")
     if cfg.d_model < 1 or cfg.n_heads < 1:
         raise ConfigError(f"model.d_model/model.n_heads: must be positive, got {cfg.d_model}/{cfg.n_heads}")
-    if cfg.recurrent_mixer not in RECURRENT_MIXERS:
-        raise ConfigError(f"model.recurrent_mixer: unknown {cfg.recurrent_mixer!r} (known: {', '.join(RECURRENT_MIXERS)})")
+    spec = mixers.get(cfg.recurrent_mixer)
+    if spec is None or not spec.recurrent:
+        raise ConfigError(f"model.recurrent_mixer: unknown {cfg.recurrent_mixer!r} "
+                          f"(known: {', '.join(mixers.names(recurrent=True))})")
     layers = resolve_layers(cfg)
-    if any(m in ("attention", "swa") for m in layers):
-        if cfg.d_model % cfg.n_heads != 0:
-            raise ConfigError(f"model.n_heads: {cfg.n_heads} heads do not divide model.d_model={cfg.d_model}")
-        if cfg.head_dim % 2 != 0:
-            raise ConfigError(f"model.n_heads: head_dim={cfg.head_dim} must be even for RoPE")
-        if cfg.n_heads % cfg.kv_heads != 0:
-            raise ConfigError(f"model.n_kv_heads: {cfg.kv_heads} KV heads do not divide model.n_heads={cfg.n_heads}")
-    if "swa" in layers and (cfg.window is None or cfg.window < 1):
-        raise ConfigError("model.window: 'swa' layers need a positive window (tokens)")
-    if "mamba2" in layers:
-        m = cfg.mamba
-        d_inner = m.expand * cfg.d_model
-        if d_inner % m.headdim != 0:
-            raise ConfigError(f"model.mamba.headdim: {m.headdim} does not divide d_inner={d_inner} (expand*d_model)")
-        if (d_inner // m.headdim) % m.ngroups != 0:
-            raise ConfigError(f"model.mamba.ngroups: {m.ngroups} does not divide the {d_inner // m.headdim} SSM heads")
-        if m.chunk_size < 1 or m.d_conv < 1 or m.d_state < 1:
-            raise ConfigError("model.mamba: chunk_size, d_conv and d_state must be positive")
-    if cfg.kernels not in ("auto", "reference", "triton"):
+    for name in dict.fromkeys(layers):  # each mixer checks its own keys, once
+        mixers.get(name).validate(cfg)
+    if cfg.kernels not in {k.value for k in Kernels}:  # a str Enum: equal to its value
         raise ConfigError(f"model.kernels: expected auto|reference|triton, got {cfg.kernels!r}")
     if cfg.ffn_dim < 1:
         raise ConfigError(f"model.d_ff: must be positive, got {cfg.ffn_dim}")
 
 
 def to_dict(cfg: ModelConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    return to_plain(dataclasses.asdict(cfg))
+
+
+def to_plain(obj: Any) -> Any:
+    """asdict-like, with enums as their values (what JSON and OmegaConf round-trip)."""
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
 
 
 def from_dict(d: dict) -> ModelConfig:
+    """A ModelConfig from to_dict's output (a model's config.json); configs saved before model.gdn existed load
+    with its defaults."""
     d = dict(d)
     mamba = MambaConfig(**d.pop("mamba", {}))
+    gdn = GDNConfig(**d.pop("gdn", {}))
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = set(d) - known
     if unknown:
         raise ConfigError(f"model config: unknown key(s) {sorted(unknown)}")
-    return ModelConfig(**d, mamba=mamba)
+    if "kernels" in d:
+        try:
+            d["kernels"] = Kernels(d["kernels"])
+        except ValueError:
+            raise ConfigError(f"model.kernels: expected auto|reference|triton, got {d['kernels']!r}") from None
+    return ModelConfig(**d, mamba=mamba, gdn=gdn)
 
 
 # ---- Hydra composition ----------------------------------------------------------------------------
@@ -177,6 +178,31 @@ def _one_line(exc: BaseException) -> str:
     return f"{full_key}: {msg}" if full_key else msg
 
 
+def _switch_keys(schema: Any, prefix: str = "") -> set[str]:
+    """Dotted keys of `schema` whose type is an Enum with members `true` and `false` (train.Switch)."""
+    import typing
+    keys = set()
+    for name, tp in typing.get_type_hints(schema).items():
+        if isinstance(tp, type) and issubclass(tp, Enum) and {"true", "false"} <= set(tp.__members__):
+            keys.add(prefix + name)
+        elif dataclasses.is_dataclass(tp):
+            keys |= _switch_keys(tp, f"{prefix}{name}.")
+    return keys
+
+
+def _quote_switches(overrides: list[str], schema: Any) -> list[str]:
+    """Hydra reads `key=true` / `key=false` as booleans, which an Enum field refuses: quote them for the keys whose
+    enum has members of those names, so `train.compile=true` means Switch.true."""
+    keys = _switch_keys(schema)
+    out = []
+    for o in overrides:
+        key, eq, val = o.partition("=")
+        if eq and key.lstrip("+~") in keys and val.strip().lower() in ("true", "false"):
+            o = f"{key}='{val.strip().lower()}'"
+        out.append(o)
+    return out
+
+
 def compose(config_name: str, overrides: list[str], schema_name: str, schema: Any) -> Any:
     """Compose `conf/<config_name>.yaml` over the dataclass `schema` with command-line overrides.
 
@@ -193,7 +219,7 @@ def compose(config_name: str, overrides: list[str], schema_name: str, schema: An
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=_quote_switches(list(overrides), schema))
         obj = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
@@ -205,18 +231,18 @@ def compose(config_name: str, overrides: list[str], schema_name: str, schema: An
 
 
 def count_params_formula(cfg: ModelConfig) -> dict:
-    """Closed-form parameter counts (used in docs; the test compares it with the built model)."""
+    """Closed-form parameter counts (the registry's per-mixer formulas; a test compares them with the built model)."""
     d, layers = cfg.d_model, resolve_layers(cfg)
-    attn = d * (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim + d * d + (2 * cfg.head_dim if cfg.qk_norm else 0)
-    m = cfg.mamba
-    di, H = m.expand * d, (m.expand * d) // m.headdim
-    conv_dim = di + 2 * m.ngroups * m.d_state
-    mamba = d * (2 * di + 2 * m.ngroups * m.d_state + H) + conv_dim * (m.d_conv + int(m.conv_bias)) + 3 * H + di + di * d
     mlp = 3 * d * cfg.ffn_dim
-    per = {"attention": attn, "swa": attn, "mamba2": mamba}
-    body = sum(per[x] + mlp + 2 * d for x in layers) + d  # + final norm
+    body = sum(mixers.get(x).num_params(cfg) + mlp + 2 * d for x in layers) + d  # + final norm
     emb = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
     return {"non_embedding": body, "embedding": emb, "total": body + emb}
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, matmul_params: int) -> float:
+    """Model FLOPs per token of a train step (forward + backward): 6 x the matmul parameters (lm_head included, the
+    embedding lookup not) plus what each layer's mixer computes beyond them (the registry's formulas)."""
+    return 6.0 * matmul_params + sum(mixers.get(x).flops_per_token(cfg, seq_len) for x in resolve_layers(cfg))
 
 
 def human(n: float) -> str:
@@ -227,6 +253,6 @@ def human(n: float) -> str:
 
 
 __all__ = [
-    "ConfigError", "MambaConfig", "ModelConfig", "MIXERS", "resolve_layers", "validate", "compose",
-    "to_dict", "from_dict", "count_params_formula", "human",
+    "ConfigError", "GDNConfig", "Kernels", "MambaConfig", "ModelConfig", "resolve_layers", "validate", "compose",
+    "to_dict", "from_dict", "to_plain", "count_params_formula", "flops_per_token", "human",
 ]

@@ -1,12 +1,12 @@
-"""Decoder-only language model whose layers follow a pattern over mixers (attention, swa, mamba2).
+"""Decoder-only language model whose layers follow a pattern over mixers (attention, swa, mamba2, gdn, ...).
 
 Each layer is a pre-norm residual block: x + mixer(norm(x)), then x + SwiGLU(norm(x)) (Llama / Olmo style).
-A block hands on its MLP output un-added: each residual add runs with the norm after it (`add_rms_norm_*`), one
-fused kernel forward and backward on CUDA (models/norm_triton.py).
+A block hands on its MLP output un-added: each residual add runs with the norm after it (`add_norm`), one
+fused kernel forward and backward on CUDA (models/ops/add_norm/). What each mixer name stands for comes from the
+registry (models/mixers/); which implementation each op runs, from a frozen models.kernels.KernelChoice.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Callable, Optional
 
@@ -15,10 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.attention import Attention, rope_tables_cached
+from models import mixers
 from models.config import ModelConfig, resolve_layers, validate
-from models.kernels import Mamba2Ops, loss_kernel, norm_kernel
-from models.mamba2 import Mamba2
+from models.kernels import KernelChoice, MixerOps, loss_kernel, mixer_ops, norm_kernel
+from models.mixers.attention import rope_tables_cached
+from models.ops.add_norm.reference import add_rms_norm_torch, autocast_dtype, fused_add_rms_norm
+from models.ops.ce.reference import chunked_cross_entropy, linear_cross_entropy_torch
 
 
 class SwiGLU(nn.Module):
@@ -35,67 +37,40 @@ class SwiGLU(nn.Module):
         return self.w_down(F.silu(gate) * up)
 
 
-def _autocast_dtype() -> Optional[torch.dtype]:
-    """The CUDA autocast dtype when autocast is on (what a Linear casts its input to), else None."""
-    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-
-
-def add_rms_norm_torch(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
-    """(s, h) = (x + y, norm(x + y)); y = None: (x, norm(x)). x, y: (..., d). The twin of add_rms_norm_triton."""
-    s = x if y is None else x + y
-    return s, norm(s)
-
-
-@functools.cache  # one wrapper per kernel: torch.compile sees the same function every forward
-def fused_add_rms_norm(fn: Callable) -> Callable:
-    """add_rms_norm_torch's signature over models.norm_triton.add_rms_norm_triton (`fn`); h comes out in the
-    autocast dtype (what the Linear after it would cast it to), else in s's dtype."""
-    def add_norm(x: Tensor, y: Optional[Tensor], norm: nn.RMSNorm) -> tuple[Tensor, Tensor]:
-        if norm.weight is None:  # not a configuration of ours; keep nn.RMSNorm's semantics
-            return add_rms_norm_torch(x, y, norm)
-        return fn(x, y, norm.weight, norm.eps, _autocast_dtype())
-    return add_norm
-
-
-def make_mixer(name: str, cfg: ModelConfig, layer_idx: int) -> nn.Module:
-    if name == "attention":
-        return Attention(cfg)
-    if name == "swa":
-        return Attention(cfg, window=cfg.window)
-    if name == "mamba2":
-        return Mamba2(cfg, layer_idx)
-    raise ValueError(f"unknown mixer {name!r}")  # unreachable after validate()
-
-
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, mixer: str, layer_idx: int):
         super().__init__()
         self.mixer_name = mixer
         self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.mixer = make_mixer(mixer, cfg, layer_idx)
+        self.mixer = mixers.get(mixer).build(cfg, layer_idx)
         self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.ffn_dim)
 
-    def forward(self, x: Tensor, y: Optional[Tensor], rope: tuple[Tensor, Tensor], ops: Optional[Mamba2Ops] = None,
+    def forward(self, x: Tensor, y: Optional[Tensor], rope: tuple[Tensor, Tensor], ops: Optional[MixerOps] = None,
                 add_norm: Callable = add_rms_norm_torch) -> tuple[Tensor, Tensor]:
         """x: residual stream (b, l, d); y: the previous block's MLP output, not yet added (None in the first).
         Returns (x, y) for the next block: x + y + mixer(...) and this block's MLP output."""
         x, h = add_norm(x, y, self.norm1)
-        y = self.mixer(h, rope) if isinstance(self.mixer, Attention) else self.mixer(h, ops)
-        x, h = add_norm(x, y, self.norm2)
+        x, h = add_norm(x, self.mixer(h, rope, ops), self.norm2)
         return x, self.mlp(h)
 
 
 class LM(nn.Module):
-    """input_ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab)."""
+    """input_ids: (batch, seqlen) int64 -> logits (batch, seqlen, vocab).
 
-    def __init__(self, cfg: ModelConfig):
+    kernels: which implementation each op runs (default: KernelChoice(scans=cfg.kernels)); `set_kernels` swaps it."""
+
+    def __init__(self, cfg: ModelConfig, kernels: Optional[KernelChoice] = None):
         super().__init__()
         validate(cfg)
         if cfg.vocab_size < 1:
             raise ValueError("model.vocab_size: not set (it comes from the tokenizer)")
         self.cfg = cfg
         self.layer_types = resolve_layers(cfg)
+        self.kernels = kernels or KernelChoice(scans=str(getattr(cfg.kernels, "value", cfg.kernels)))
+        # the MixerOps fields the layers run (none for a pure transformer)
+        self.needs = tuple(dict.fromkeys(op for m in self.layer_types for op in mixers.get(m).ops))
+        self.last_ops: Optional[MixerOps] = None  # what the last forward ran, for kernel_report
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, m, i) for i, m in enumerate(self.layer_types))
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -114,14 +89,18 @@ class LM(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=std)
-        # Mamba2's A_log / dt_bias / D keep their own init; conv1d keeps PyTorch's default (as mamba-ssm)
+        # the recurrent mixers' A_log / dt_bias / D keep their own init; conv1d keeps PyTorch's default (as mamba-ssm)
+
+    def set_kernels(self, kernels: KernelChoice) -> None:
+        """Run other implementations from the next forward on (a compiled model recompiles: bench and checks)."""
+        self.kernels = kernels
 
     # ---- forward passes ------------------------------------------------------------------------------
     def hidden_states(self, input_ids: Tensor) -> Tensor:
         """(b, l) -> final-normed hidden states (b, l, d_model); in the autocast dtype where the fused norm runs
         (CUDA), else in the residual stream's dtype."""
         rope = rope_tables_cached(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
-        ops = self._mamba_ops(input_ids.device)
+        ops = self._mixer_ops(input_ids.device)
         add_norm = self._add_norm(input_ids.device)
         x, y = self.embed(input_ids), None
         for block in self.blocks:
@@ -135,9 +114,9 @@ class LM(nn.Module):
         h = self.hidden_states(input_ids)
         if targets is None:
             return self.lm_head(h)
-        if fused is not None:  # the logits' gradient computed in the forward (models/ce_triton.py)
-            return fused(h, self.lm_head.weight, targets, _autocast_dtype() or h.dtype)
-        return F.cross_entropy(self.lm_head(h).float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        if fused is not None:  # the logits' gradient computed in the forward (models/ops/ce/kernel.py)
+            return fused(h, self.lm_head.weight, targets, autocast_dtype() or h.dtype)
+        return linear_cross_entropy_torch(h, self.lm_head.weight, targets)
 
     def token_losses(self, input_ids: Tensor, targets: Tensor, chunk_tokens: int = 8192) -> Tensor:
         """Per-token NLL (b, l), float32, without materialising (b, l, vocab) logits at once."""
@@ -146,21 +125,36 @@ class LM(nn.Module):
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
     @torch.compiler.disable  # Python bookkeeping, once per forward at the top of the graph, not once per layer
-    def _mamba_ops(self, device: torch.device) -> Optional[Mamba2Ops]:
-        ops = None
-        for b in self.blocks:
-            if isinstance(b.mixer, Mamba2):
-                ops = b.mixer._ops(device)  # every layer shares cfg.kernels; each records its path
-        return ops
+    def _mixer_ops(self, device: torch.device) -> Optional[MixerOps]:
+        if not self.needs:
+            return None
+        self.last_ops = mixer_ops(self.kernels, device, self.needs)
+        return self.last_ops
 
     @torch.compiler.disable  # resolves (and, the first time, imports) the kernel: not for dynamo to trace
     def _add_norm(self, device: torch.device) -> Callable:
-        fn = norm_kernel(device, self.cfg.d_model)[0]
+        fn = norm_kernel(self.kernels, device, self.cfg.d_model)[0]
         return fused_add_rms_norm(fn) if fn is not None else add_rms_norm_torch
 
     @torch.compiler.disable  # resolves (and, the first time, imports) the kernel: not for dynamo to trace
     def _loss_kernel(self, device: torch.device) -> Optional[Callable]:
-        return loss_kernel(device)[0]
+        return loss_kernel(self.kernels, device)[0]
+
+    def check_kernels(self, device: torch.device, dtype: Optional[torch.dtype] = None) -> list[str]:
+        """Run each mixer's kernel check for `device` and the training dtype (fla's GDN backward against its twin,
+        once per head-dim shape); raises on a failed check. Returns one line per check run."""
+        ops = mixer_ops(self.kernels, device, self.needs) if self.needs else None
+        lines, seen = [], set()
+        for i, b in enumerate(self.blocks):
+            spec = mixers.get(b.mixer_name)
+            if spec.check is None:
+                continue
+            errs = spec.check(b.mixer, ops, torch.device(device), dtype or torch.float32)
+            if errs is not None and tuple(errs.items()) not in seen:
+                seen.add(tuple(errs.items()))
+                lines.append(f"layer {i:2d} {b.mixer_name} kernel check: " +
+                             ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+        return lines
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())  # parameters() yields a tied weight once
@@ -171,43 +165,19 @@ class LM(nn.Module):
         return n
 
     def kernel_report(self) -> list[str]:
-        """One line per layer: the mixer and, for Mamba2, which implementation its last forward ran."""
-        lines = []
-        for i, b in enumerate(self.blocks):
-            if isinstance(b.mixer, Mamba2):
-                lines.append(f"layer {i:2d} mamba2    {b.mixer.path or 'not run yet'}")
-            else:
-                win = f" window={b.mixer.window}" if b.mixer.window else ""
-                lines.append(f"layer {i:2d} {b.mixer_name:9s} torch-sdpa{win}")
+        """One line per layer: the mixer and which implementation of its ops the last forward ran."""
+        lines = [f"layer {i:2d} {b.mixer_name:9s} {mixers.get(b.mixer_name).describe(b.mixer, self.last_ops)}"
+                 for i, b in enumerate(self.blocks)]
         device = self.lm_head.weight.device
-        lines.append(f"add + RMSNorm  {norm_kernel(device, self.cfg.d_model)[1]}")
-        lines.append(f"training loss  {loss_kernel(device)[1]}")
+        lines.append(f"add + RMSNorm  {norm_kernel(self.kernels, device, self.cfg.d_model)[1]}")
+        lines.append(f"training loss  {loss_kernel(self.kernels, device)[1]}")
         return lines
-
-
-def chunked_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_tokens: int = 8192,
-                          bias: Optional[Tensor] = None, return_correct: bool = False):
-    """Per-token cross-entropy of logits = hidden @ weight.T (+ bias), computed `chunk_tokens` rows at a time.
-
-    hidden: (b, l, d); weight: (vocab, d); targets: (b, l) with -100 = ignore (loss 0). Returns loss (b, l)
-    float32, and with return_correct also (b, l) bool: the target is the arg-max logit.
-    Peak memory is chunk_tokens x vocab floats instead of b x l x vocab."""
-    flat_h, flat_t = hidden.flatten(0, 1), targets.flatten()
-    loss = torch.empty(flat_t.shape, dtype=torch.float32, device=hidden.device)
-    correct = torch.empty(flat_t.shape, dtype=torch.bool, device=hidden.device) if return_correct else None
-    for s in range(0, flat_h.shape[0], chunk_tokens):
-        logits = (flat_h[s:s + chunk_tokens] @ weight.T).float()
-        if bias is not None:
-            logits = logits + bias.float()
-        t = flat_t[s:s + chunk_tokens]
-        loss[s:s + chunk_tokens] = F.cross_entropy(logits, t, ignore_index=-100, reduction="none")
-        if correct is not None:
-            correct[s:s + chunk_tokens] = logits.argmax(-1) == t
-    loss = loss.view_as(targets)
-    return (loss, correct.view_as(targets)) if return_correct else loss
 
 
 def build_model(cfg: ModelConfig, vocab_size: Optional[int] = None) -> LM:
     if vocab_size is not None:
         cfg.vocab_size = vocab_size
     return LM(cfg)
+
+
+__all__ = ["Block", "LM", "SwiGLU", "build_model", "chunked_cross_entropy"]

@@ -1,23 +1,24 @@
 """Training and scoring throughput: our zoo vs the reference implementations, same shapes, same GPU, one run.
 
-    python scripts/bench.py [--sizes small base] [--json OUT.json] [--repeats 2]
-    python scripts/bench.py --cpu          # the CPU reference path (tiny models), on this machine
+    python -m scripts.bench [--sizes small base] [--models ...] [--json OUT.json] [--repeats 2]
+    python -m scripts.bench --cpu          # the CPU reference path (tiny models), on this machine
 
 Per model and size: full train step (forward, backward, fused AdamW) at T = 2048, bf16 autocast, vocab 32768
 untied. Timed with CUDA events after warm-up; median over steps; the whole measurement repeated (--repeats)
-to show the run-to-run spread.
+to show the run-to-run spread. `swa` layers get a window of T / 2 (what a run at this context sets).
 
 References (same shapes): mamba-ssm `MambaLMHeadModel` (Mamba2 layers, attention at the same layer indices via
-attn_layer_idx, GatedMLP with the same hidden size, fused add+norm) for hybrid and recurrent;
-transformers `LlamaForCausalLM` (SDPA) for the transformer. mamba-ssm's attention needs flash-attn for rotary
-embeddings, which is not installable offline: its attention layers run without RoPE (slightly less work).
+attn_layer_idx, GatedMLP with the same hidden size, fused add+norm) for hybrid and recurrent; transformers
+`LlamaForCausalLM` (SDPA), eager and compiled, for the transformer; transformers `OlmoHybridForCausalLM` (its GDN
+on fla, with fla's Hopper guard lifted once our check has passed for its head dims, as for ours) for hybrid_gdn.
+mamba-ssm's attention needs flash-attn for rotary embeddings, which is not installable offline: its attention
+layers run without RoPE (slightly less work). transformers' OlmoHybrid requires an attention layer, so
+recurrent_gdn has no reference.
 
-MFU = model FLOPs per token x tokens/s / 989e12 (H100 SXM dense bf16), with model FLOPs per token =
-  6 * (matmul parameters, lm_head included, embedding lookup excluded)
-  + attention layers: 6 * T * d_model          (QK^T and AV, fwd 2 * 2 * T * d, causal half, x3 for fwd+bwd)
-  + Mamba2 layers: 3 * (2 * Q * N * G + Q * P * H + 4 * N * P * H)   (SSD, chunk Q, state N, groups G,
-                   headdim P, heads H: CB^T, causal (CB o L) X, chunk states, state outputs; x3 fwd+bwd)
-Also reported against the GEMM ceiling measured in the same run (8192^3 bf16 matmul).
+MFU = model FLOPs per token x tokens/s / 989e12 (H100/H200 SXM dense bf16), with model FLOPs per token
+(models.config.flops_per_token) = 6 x (matmul parameters, lm_head included, embedding lookup excluded) + each
+mixer's own FLOPs from the registry (models/mixers/: attention's QK^T and AV over the keys each query attends, the
+SSD's and GDN's chunked products). Also reported against the GEMM ceiling measured in the same run.
 """
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import LM  # noqa: E402
-from models.__main__ import load  # noqa: E402
-from train.graphed import GraphedFwdBwd  # noqa: E402
+from models import LM
+from models import mixers
+from models.__main__ import ZOO, load
+from models.config import flops_per_token as model_flops
+from models.kernels import KernelChoice
+from train.graphed import GraphedFwdBwd
 
 PEAK = 989e12
 SIZES = {"small": dict(batch=32), "base": dict(batch=16)}
@@ -46,22 +48,19 @@ VOCAB, T = 32768, 2048
 def zoo_cfg(name: str, size: str, **over):
     cfg = load([f"model={name}", f"size={size}"])
     cfg.vocab_size = VOCAB
+    if cfg.window is None:
+        cfg.window = T // 2
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
 
 
 def flops_per_token(cfg, matmul_params: int) -> float:
-    f = 6.0 * matmul_params
-    m = cfg.mamba
-    H = m.expand * cfg.d_model // m.headdim
-    Q, N, P, G = m.chunk_size, m.d_state, m.headdim, m.ngroups
-    for layer in cfg.layers():
-        if layer in ("attention", "swa"):
-            f += 6.0 * T * cfg.d_model
-        else:
-            f += 3.0 * (2 * Q * N * G + Q * P * H + 4 * N * P * H)
-    return f
+    return model_flops(cfg, T, matmul_params)
+
+
+def recurrent(cfg) -> bool:
+    return any(mixers.get(m).recurrent for m in cfg.layers())
 
 
 def matmul_params(model: torch.nn.Module) -> int:
@@ -125,14 +124,15 @@ def time_train_steps(model, step_fn, params, batch, steps=10, warmup=3, repeats=
     return statistics.median(medians), 100 * (max(medians) - min(medians)) / min(medians), peak
 
 
-MAMBA_VARIANTS = ("torch-conv", "fla-conv", "kernel-norm")  # change Mamba2 layers only: not run for the transformer
+# change the recurrent layers only: not run for models without them
+RECURRENT_VARIANTS = ("torch-conv", "fla-conv", "kernel-norm")
 # what training runs (compiled + CUDA graph: the default on one GPU); the rows with a [variant] are experiments
 PRODUCT = ("tokengap", "tokengap compiled + CUDA graph")
 VARIANTS = {  # experiments on top of the compiled, graphed model: name -> what it changes (BENCHMARKS.md)
     "no-graph": "forward + backward launched from Python every step, no CUDA graph (train.cuda_graph=false; DDP)",
-    "torch-conv": "Mamba2 conv through F.conv1d instead of our Triton conv",
-    "fla-conv": "Mamba2 conv through fla's Triton causal_conv1d instead of ours",
-    "kernel-norm": "Mamba2 gated norm through mamba-ssm's Triton kernel (a graph break) instead of the traced twin",
+    "torch-conv": "the recurrent layers' conv through F.conv1d instead of our Triton conv",
+    "fla-conv": "the recurrent layers' conv through fla's Triton causal_conv1d instead of ours",
+    "kernel-norm": "the gated norm through mamba-ssm's Triton kernel (a graph break) instead of the traced twin",
     "fla-ce": "loss through fla's FusedLinearCrossEntropyLoss (bf16 inputs, 8 chunks) instead of our Triton loss",
     "max-autotune": "torch.compile(mode='max-autotune-no-cudagraphs')",
     "cd-tune": "inductor's coordinate-descent tuning of its Triton kernels' block sizes (longer compile)",
@@ -142,28 +142,29 @@ VARIANTS = {  # experiments on top of the compiled, graphed model: name -> what 
     "pdl": "inductor's Triton kernels with programmatic dependent launch (Hopper: the next kernel's prologue "
            "overlaps the previous one's tail)",
 }
+KERNEL_VARIANTS = {  # the KernelChoice of each variant that swaps an op
+    "torch-conv": KernelChoice(conv="torch"), "fla-conv": KernelChoice(conv="fla"),
+    "kernel-norm": KernelChoice(compiled_gated_norm_twin=False), "torch-ce": KernelChoice(fused_loss=False),
+    "torch-norm": KernelChoice(fused_add_norm=False),
+}
 INDUCTOR_TRITON_KNOBS = {"no-mix-order": ("mix_order_reduction", False), "pdl": ("enable_pdl", True)}
 
 
 def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
     """compile_mode: False (eager, no CUDA graph) or True (compiled + CUDA graph); variant: None or a key of
     VARIANTS (compiled only)."""
-    from models.kernels import set_compiled_norm, set_conv_preference, set_fused_ce, set_fused_norm
     import torch._inductor.config as inductor_config
     torch._dynamo.reset()  # a fresh compile per variant: no cache entries or dynamic shapes from the previous one
     knob = INDUCTOR_TRITON_KNOBS.get(variant)
     saved_knob = getattr(inductor_config.triton, knob[0]) if knob else None  # AttributeError: not in this torch
-    try:  # every switch below is restored in `finally`, whatever fails
-        set_conv_preference({"torch-conv": "torch", "fla-conv": "fla"}.get(variant, "auto"))
-        set_compiled_norm(variant != "kernel-norm")
-        set_fused_ce(variant != "torch-ce")
-        set_fused_norm(variant != "torch-norm")
+    try:  # every inductor switch below is restored in `finally`, whatever fails
         inductor_config.coordinate_descent_tuning = variant == "cd-tune"
         if knob:
             setattr(inductor_config.triton, knob[0], knob[1])
         cfg = zoo_cfg(name, size)
         torch.manual_seed(0)
-        model = LM(cfg).cuda()
+        model = LM(cfg, kernels=KERNEL_VARIANTS.get(variant)).cuda()
+        checks = model.check_kernels(torch.device("cuda"), torch.bfloat16)  # fla's GDN backward, as the Trainer
         if variant == "fla-ce":
             from fla.modules import FusedLinearCrossEntropyLoss
             flce, hidden = FusedLinearCrossEntropyLoss(), torch.compile(model.hidden_states)
@@ -178,34 +179,71 @@ def bench_ours(name, size, batch, compile_mode, repeats, variant=None):
         graph = bool(compile_mode) and variant != "no-graph"
         ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats, graph=graph)
     finally:
-        set_conv_preference("auto")
-        set_compiled_norm(True)
-        set_fused_ce(True)
-        set_fused_norm(True)
         inductor_config.coordinate_descent_tuning = False
         if knob:
             setattr(inductor_config.triton, knob[0], saved_knob)
     tps = batch * T / ms * 1e3
     mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
-    note = "; ".join(sorted(set(line.split(None, 3)[-1] for line in model.kernel_report() if "mamba2" in line)))
+    recurrent_names = set(mixers.names(recurrent=True))
+    paths = {line.split(None, 3)[-1] for line in model.kernel_report()  # "layer  0 gdn  gdn=... conv=..."
+             if line.startswith("layer") and line.split()[2] in recurrent_names}
+    note = "; ".join(sorted(paths) + checks)
     impl = f"tokengap{' compiled' if compile_mode else ''}{' + CUDA graph' if graph else ''}{f' [{variant}]' if variant else ''}"
     return Result(impl, name, size, batch, ms, tps, mem, mfu, spread, note)
 
 
-def bench_reference(name, size, batch, repeats):
+def _llama(cfg):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    lc = LlamaConfig(vocab_size=VOCAB, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
+                     num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                     num_key_value_heads=cfg.kv_heads, max_position_embeddings=T, tie_word_embeddings=False,
+                     attn_implementation="sdpa", torch_dtype=torch.float32)
+    return LlamaForCausalLM(lc).cuda()
+
+
+def _olmo_hybrid(cfg):
+    """transformers' OlmoHybridForCausalLM at our shapes: our pattern's gdn layers as its linear_attention layers,
+    our GDN head dims, RoPE on the attention layers (its released checkpoints run NoPE)."""
+    from transformers import OlmoHybridConfig, OlmoHybridForCausalLM
+    from models.mixers.gdn import dims
+    h, hv, dk, dv = dims(cfg)
+    oc = OlmoHybridConfig(vocab_size=VOCAB, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
+                          num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                          num_key_value_heads=cfg.kv_heads, max_position_embeddings=T, tie_word_embeddings=False,
+                          layer_types=["linear_attention" if m == "gdn" else "full_attention" for m in cfg.layers()],
+                          linear_num_key_heads=h, linear_num_value_heads=hv, linear_key_head_dim=dk,
+                          linear_value_head_dim=dv, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+                          pad_token_id=None, eos_token_id=None, attn_implementation="sdpa")
+    return OlmoHybridForCausalLM(oc).cuda(), (dk, dv)
+
+
+def bench_reference(name, size, batch, repeats, compiled=False):
+    """The reference implementation of `name` at `size` (None where there is none); compiled: torch.compile."""
     cfg = zoo_cfg(name, size)
     torch.manual_seed(0)
+    torch._dynamo.reset()
+    lifted = None
     if name == "transformer":
-        from transformers import LlamaConfig, LlamaForCausalLM
-        lc = LlamaConfig(vocab_size=VOCAB, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
-                         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
-                         num_key_value_heads=cfg.kv_heads, max_position_embeddings=T, tie_word_embeddings=False,
-                         attn_implementation="sdpa", torch_dtype=torch.float32)
-        model = LlamaForCausalLM(lc).cuda()
-        step = lambda x, y: model(input_ids=x, labels=y).loss  # noqa: E731  (shifts internally: fine for timing)
-        impl = "transformers Llama (sdpa)"
-    else:
-        from models.kernels import mamba_ssm_triton
+        model = _llama(cfg)
+        impl = f"transformers Llama (sdpa){' compiled' if compiled else ''}"
+        fwd = torch.compile(model) if compiled else model
+        step = lambda x, y: fwd(input_ids=x, labels=y).loss  # noqa: E731  (shifts internally: fine for timing)
+    elif name == "hybrid_gdn":
+        from models.ops.external import fla_gated_delta_rule
+        from models.ops.gdn.fla import check_backward
+        ns, why = fla_gated_delta_rule()
+        if ns is None:
+            print(f"no OlmoHybrid reference: {why}")
+            return None
+        model, (dk, dv) = _olmo_hybrid(cfg)
+        print(check_backward(dk, dv, torch.bfloat16, torch.device("cuda")))  # raises if fla's backward is off here
+        lifted = (ns.guard_module, ns.guard_module.TRITON_ABOVE_3_7_1)
+        ns.guard_module.TRITON_ABOVE_3_7_1 = True  # transformers calls fla's own op, which reads the flag
+        impl = f"transformers OlmoHybrid (fla {ns.version}){' compiled' if compiled else ''}"
+        fwd = torch.compile(model) if compiled else model
+        step = lambda x, y: fwd(input_ids=x, labels=y).loss  # noqa: E731
+    elif name in ("hybrid", "recurrent") and not compiled:
+        from models.ops.external import mamba_ssm_triton
         if mamba_ssm_triton()[0] is None:
             return None
         from mamba_ssm.models.config_mamba import MambaConfig
@@ -226,7 +264,13 @@ def bench_reference(name, size, batch, repeats):
             logits = model(x).logits
             return ce(logits.float().flatten(0, 1), y.flatten())
         impl = "mamba_ssm MambaLMHeadModel"
-    ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats)
+    else:
+        return None
+    try:
+        ms, spread, mem = time_train_steps(model, step, model.parameters(), batch, repeats=repeats)
+    finally:
+        if lifted is not None:
+            lifted[0].TRITON_ABOVE_3_7_1 = lifted[1]
     tps = batch * T / ms * 1e3
     mfu = flops_per_token(cfg, matmul_params(model)) * tps / PEAK
     return Result(impl, name, size, batch, ms, tps, mem, mfu, spread)
@@ -250,7 +294,7 @@ def gemm_ceiling() -> float:
 def scoring_set(n_tokens=1_000_000, vocab=16384):
     """A synthetic eval set of random tokens (throughput only): documents of 500-6000 tokens, n_tokens in all."""
     import numpy as np
-    from analysis.evalset import EvalSet
+    from evaluation.evalset import EvalSet
     rng = np.random.default_rng(0)
     lens = rng.integers(500, 6000, size=400)
     lens = lens[: np.searchsorted(np.cumsum(lens), n_tokens)]
@@ -261,13 +305,13 @@ def scoring_set(n_tokens=1_000_000, vocab=16384):
                    np.zeros((len(toks), 2), np.int32), starts, 0, "synthetic")
 
 
-def bench_scoring(size="small", batch=32):
+def bench_scoring(size="small", batch=32, models=("transformer", "hybrid", "recurrent")):
     """Scoring tokens/s of a small model on scoring_set(), eager bf16: {model: {"first_pass": ...,
     "second_pass": ...}}, two passes over the same set after a 5-document warm-up."""
-    from analysis.score import ZooScorer, score
+    from evaluation.scoring import ZooScorer, score
     out = {}
     ev = scoring_set()
-    for name in ("transformer", "hybrid", "recurrent"):
+    for name in models:
         model = LM(zoo_cfg(name, size, vocab_size=16384)).cuda().eval()
         score(ZooScorer(model), ev.subset(5)[0], T, batch, "cuda", torch.bfloat16, progress=False)  # warm-up
         rates = []
@@ -312,8 +356,8 @@ def bench_cpu() -> None:
     torch.manual_seed(0)
     print(f"CPU reference path, torch {torch.__version__}, {torch.get_num_threads()} threads; tiny models, "
           f"batch 8 x 256, fp32, forward+backward+AdamW")
-    for name in ("transformer", "hybrid", "recurrent"):
-        cfg = zoo_cfg(name, "tiny", vocab_size=8192)
+    for name in ZOO:
+        cfg = zoo_cfg(name, "tiny", vocab_size=8192, window=128)  # half the 256-token context, as a run sets it
         model = LM(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         ids = torch.randint(0, 8192, (8, 257))
@@ -331,9 +375,11 @@ def bench_cpu() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["small", "base"])
-    ap.add_argument("--models", nargs="+", default=["transformer", "hybrid", "recurrent"])
+    ap.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--compiled-reference", nargs="*", default=["transformer"], choices=["transformer", "hybrid_gdn"],
+                    help="models whose reference is also timed under torch.compile (default: transformer)")
     ap.add_argument("--no-scoring", action="store_true")
     ap.add_argument("--eager-only", action="store_true")
     ap.add_argument("--no-eager", action="store_true", help="time our models compiled only")
@@ -360,7 +406,7 @@ def main() -> int:
         batch = SIZES[size]["batch"]
         for name in args.models:
             runs = [(False, None)] if args.eager_only else [(False, None)] * (not args.no_eager) + [(True, None)]
-            runs += [(True, v) for v in args.variants if name != "transformer" or v not in MAMBA_VARIANTS]
+            runs += [(True, v) for v in args.variants if recurrent(zoo_cfg(name, size)) or v not in RECURRENT_VARIANTS]
             for mode, variant in runs:
                 try:
                     results.append(bench_ours(name, size, batch, mode, args.repeats, variant))
@@ -369,37 +415,42 @@ def main() -> int:
                     print(f"FAILED tokengap {name} {size} compile={mode} variant={variant}: {type(exc).__name__}: {exc}",
                           flush=True)
                 torch.cuda.empty_cache()
-            if not args.no_reference:
+            for compiled in (False, True) if not args.no_reference else ():
+                if compiled and name not in args.compiled_reference:
+                    continue
                 try:
-                    r = bench_reference(name, size, batch, args.repeats)
+                    r = bench_reference(name, size, batch, args.repeats, compiled)
                     if r:
                         results.append(r)
                         print(r, flush=True)
                 except Exception as exc:
-                    print(f"FAILED reference {name} {size}: {type(exc).__name__}: {exc}")
+                    print(f"FAILED reference {name} {size} compiled={compiled}: {type(exc).__name__}: {exc}")
+                torch.cuda.empty_cache()
     for spec in args.profile:
         name, size, *rest = spec.split(":")
         print(f"\n== profile {spec} (2 train steps) ==\n" + profile(name, size, bool(rest)), flush=True)
-    scoring = {} if args.no_scoring else bench_scoring()
+    scoring = {} if args.no_scoring else bench_scoring(models=args.models)
     hdr = f"{'impl':42} {'model':12} {'size':6} {'batch':>5} {'step ms':>8} {'tok/s':>10} {'mem GB':>7} {'MFU':>6} {'MFU/gemm':>8} {'spread':>7}"
     print("\n" + hdr)
     for r in results:
         print(f"{r.impl:42} {r.model:12} {r.size:6} {r.batch:5d} {r.step_ms:8.1f} {r.tokens_per_s:10,.0f} "
               f"{r.peak_mem_gb:7.1f} {100 * r.mfu:5.1f}% {100 * r.mfu * PEAK / env['gemm_tflops'] / 1e12:7.1f}% "
               f"{r.spread_pct:6.1f}%")
-    print("\nbest ours / reference (tokens/s; variants are experiments and do not count):")
+    print("\nbest ours / each reference (tokens/s; variants are experiments and do not count):")
     for size in args.sizes:
         for name in args.models:
             ours = [r for r in results if r.model == name and r.size == size and r.impl in PRODUCT]
-            ref = [r for r in results if r.model == name and r.size == size and not r.impl.startswith("tokengap")]
-            if ours and ref:
+            refs = [r for r in results if r.model == name and r.size == size and not r.impl.startswith("tokengap")]
+            if ours:
                 best = max(ours, key=lambda r: r.tokens_per_s)
-                print(f"  {name:12} {size:6} {best.tokens_per_s / ref[0].tokens_per_s:5.2f}x  ({best.impl})")
+                for ref in refs:
+                    print(f"  {name:15} {size:6} {best.tokens_per_s / ref.tokens_per_s:5.2f}x  ({best.impl} / {ref.impl})")
     for size in args.sizes:
         step = {n: min((r.step_ms for r in results if r.model == n and r.size == size and r.impl in PRODUCT),
-                       default=None) for n in ("transformer", "hybrid")}
-        if all(step.values()):
-            print(f"hybrid / transformer step time at {size}: {step['hybrid'] / step['transformer']:.2f}x")
+                       default=None) for n in args.models}
+        for hyb, tr in (("hybrid", "transformer"), ("hybrid_gdn", "transformer_swa")):
+            if step.get(hyb) and step.get(tr):
+                print(f"{hyb} / {tr} step time at {size}: {step[hyb] / step[tr]:.3f}x")
     if scoring:
         print("scoring tokens/s (small, bf16, T=2048), first / second pass: "
               + ", ".join(f"{k} {v['first_pass']:,.0f} / {v['second_pass']:,.0f}" for k, v in scoring.items()))

@@ -11,15 +11,14 @@ time with a sync after each call, which an earlier version of this script took, 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models.conv_triton as ct  # noqa: E402
-from models.kernels import _wrap_fla_conv, fla_triton_conv  # noqa: E402
+import models.ops.conv.kernel as ct
+from models.ops.conv.external import wrap_fla_conv
+from models.ops.external import fla_triton_conv
 
 SHAPES = {"small": (32, 1280, 2320, 1024), "base": (16, 1792, 3352, 1536)}  # batch, channels, in_proj width, offset
 CONFIGS = [(16, 64, 2), (32, 64, 2), (16, 128, 2), (32, 32, 2), (64, 64, 4), (32, 128, 4)]  # BLOCK_L, BLOCK_C, warps
@@ -42,7 +41,7 @@ def main() -> int:
     if fn is None or not torch.cuda.is_available():
         print(f"needs CUDA and fla ({why})", file=sys.stderr)
         return 2
-    fla = _wrap_fla_conv(fn)
+    fla = wrap_fla_conv(fn)
     for name, (batch, chans, width, off) in SHAPES.items():
         u = torch.randn(batch, 2048, width, device="cuda", dtype=torch.bfloat16)
         w = (torch.randn(chans, 4, device="cuda") * 0.5).requires_grad_(True)

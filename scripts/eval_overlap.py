@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.evalset import EvalSet, read_jsonl  # noqa: E402
-from models.atomic import atomic_write_text  # noqa: E402
-from train.data.split import WORD, NgramIndex, _gram_hashes, contains  # noqa: E402
+from evaluation.evalset import EvalSet, read_jsonl
+from models.atomic import atomic_write_text
+from train.data.split import WORD, NgramIndex, gram_hashes, contains
 
 
 def file_of(doc_id: str) -> str:
@@ -51,7 +50,7 @@ def main() -> int:
     for i, d in enumerate(ev_docs):
         words = WORD.findall(d["text"].lower())
         ids = np.fromiter((index.vocab.get(w, 0) for w in words), np.uint64, len(words))
-        grams = _gram_hashes(ids)
+        grams = gram_hashes(ids)
         frac = float(contains(seen, grams).mean()) if len(grams) else 0.0
         rows[str(i)] = {"id": d["id"], "domain": d["domain"], "ngram13_in_train": round(frac, 4),
                         "sibling_in_train": file_of(d["id"]) in train_files}

@@ -1,6 +1,6 @@
 """GPU parity check: the CUDA kernel paths against the pure-PyTorch references, on random inputs and weights.
 
-    python scripts/gpu_check.py [--json OUT.json]
+    python -m scripts.gpu_check [--json OUT.json]
 
 1. Our Mamba2 layer on the Triton path (mamba-ssm kernels) vs the same layer on the reference path.
 2. Our Mamba2 layer vs mamba-ssm's stock `Mamba2` (use_mem_eff_path=False) loaded with the same state dict.
@@ -10,6 +10,9 @@
 6. The training loss: our Triton linear cross-entropy vs lm_head + F.cross_entropy (loss, every gradient).
 7. The residual add + RMSNorm: our Triton kernels vs x + y and nn.RMSNorm, in a hybrid train step (loss, every
    gradient).
+8. Our GDN layer on fla's kernel (guard lifted behind our check) vs the same layer on the twin; fla's custom op
+   under torch.library.opcheck; our GDN layer vs transformers' OlmoHybridGatedDeltaNet with the same weights
+   (on fla's kernel, as transformers runs it on CUDA); a GDN hybrid LM's compiled train step vs eager.
 (The CUDA-graphed train step against the plain one: tests/test_graphed.py, whose CUDA tests run on a GPU.)
 Outputs and gradients (input and every parameter), fp32 and bf16. Error = ||a - b|| / ||b|| (relative L2),
 the reference computed in float32 (float64 for the SSD scan where noted). Exits 1 if any error exceeds its
@@ -25,15 +28,16 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models import LM, ModelConfig  # noqa: E402
-from models.attention import Attention, apply_rope, attention_math_reference, rope_tables  # noqa: E402
-from models.config import MambaConfig  # noqa: E402
-from models.kernels import (_wrap_fla_conv, causal_conv1d_cuda, fla_triton_conv, mamba_ssm_triton,  # noqa: E402
-                            tokengap_triton_conv)
-from models.ssd import causal_conv1d_torch  # noqa: E402
-from models.mamba2 import Mamba2  # noqa: E402
+from models import LM, ModelConfig
+from models.config import MambaConfig
+from models.kernels import KernelChoice
+from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
+from models.mixers.gdn import GatedDeltaNet, to_hf_state_dict
+from models.mixers.mamba2 import Mamba2
+from models.ops.conv.external import wrap_fla_conv
+from models.ops.conv.reference import causal_conv1d_torch
+from models.ops.external import (causal_conv1d_cuda, fla_gated_delta_rule, fla_triton_conv, mamba_ssm_triton,
+                                 tokengap_triton)
 
 TOL = {torch.float32: 5e-3, torch.bfloat16: 3e-2}
 rows: list[dict] = []
@@ -70,7 +74,7 @@ def run_layer(layer, x, dtype):
     g = torch.randn(y.shape, device=y.device, dtype=y.dtype, generator=torch.Generator(device=y.device).manual_seed(1))
     (y.float() * g.float()).sum().backward()
     grads = {"input": x.grad.float()}
-    grads.update({n: p.grad.float() for n, p in layer.named_parameters() if p.grad is not None})
+    grads.update({n.removeprefix("mixer."): p.grad.float() for n, p in layer.named_parameters() if p.grad is not None})
     return y.float(), grads
 
 
@@ -104,12 +108,23 @@ def mamba_layers(device):
     return cfg, ours
 
 
+class WithOps(torch.nn.Module):
+    """A mixer run with the ops of `choice` on CUDA (what the LM resolves and hands in)."""
+
+    def __init__(self, mixer, needs, choice):
+        super().__init__()
+        from models.kernels import mixer_ops
+        self.mixer, self.ops = mixer, mixer_ops(choice, torch.device("cuda"), needs)
+
+    def forward(self, x):
+        return self.mixer(x, None, self.ops)
+
+
 def check_mamba(device, x):
-    cfg, ours = mamba_layers(device)
-    ours.kernels = "triton"
-    ref = Mamba2(cfg).to(device)
-    ref.load_state_dict(ours.state_dict())
-    ref.kernels = "reference"
+    cfg, layer = mamba_layers(device)
+    needs = ("ssd", "gated_norm", "conv")
+    ours = WithOps(layer, needs, KernelChoice(scans="triton"))
+    ref = WithOps(layer, needs, KernelChoice(scans="reference"))
     ns, why = mamba_ssm_triton()
     stock = None
     if ns is not None:
@@ -117,7 +132,7 @@ def check_mamba(device, x):
         m = cfg.mamba
         stock = StockMamba2(cfg.d_model, d_state=m.d_state, d_conv=m.d_conv, expand=m.expand, headdim=m.headdim,
                             ngroups=m.ngroups, chunk_size=m.chunk_size, use_mem_eff_path=False).to(device)
-        stock.load_state_dict(ours.state_dict())  # same names and shapes: strict load
+        stock.load_state_dict(layer.state_dict())  # same names and shapes: strict load
     ref_out = run_layer(ref, x, torch.float32)  # the reference, in fp32
     stage("mamba2 reference path done")
     for dtype in (torch.bfloat16, torch.float32):  # bf16 first: the kernels the training runs
@@ -127,7 +142,7 @@ def check_mamba(device, x):
         if stock is not None:
             stock_out = run_layer(stock, x, dtype)
             compare("mamba2: ours triton vs mamba_ssm.Mamba2", dtype, triton_out, stock_out)
-    print("paths:", ours.path, "|", ref.path)
+    print("paths:", ours.ops.names, "|", ref.ops.names)
     return why
 
 
@@ -136,11 +151,12 @@ def check_conv(device):
     alternative) vs F.conv1d, on the strided (b, l, c) view that in_proj's split hands them; conv_dim 1280 as
     at `small`."""
     impls = {}
-    for label, (fn, why) in (("ours triton", tokengap_triton_conv()), ("fla triton", fla_triton_conv())):
+    for label, (fn, why) in (("ours triton", tokengap_triton("conv.kernel", "causal_conv1d_triton")),
+                             ("fla triton", fla_triton_conv())):
         if fn is None:
             print(f"{label} conv unavailable ({why}): skipped")
             continue
-        impls[label] = _wrap_fla_conv(fn) if label == "fla triton" else fn
+        impls[label] = wrap_fla_conv(fn) if label == "fla triton" else fn
 
     class Conv(torch.nn.Module):
         def __init__(self, impl):
@@ -202,8 +218,7 @@ def _hybrid_lm(device) -> LM:
 
 def check_lm(device):
     fast = _hybrid_lm(device)
-    cfg2 = ModelConfig(**{**fast.cfg.__dict__, "kernels": "reference"})
-    slow = LM(cfg2).to(device)
+    slow = LM(fast.cfg, kernels=KernelChoice(scans="reference")).to(device)
     slow.load_state_dict(fast.state_dict())
     ids = torch.randint(0, 1024, (2, 1000), device=device)  # not a multiple of the chunk size
     for dtype in (torch.float32, torch.bfloat16):
@@ -233,33 +248,113 @@ def check_compiled_step(device):
         record_step("hybrid LM train step: compiled vs eager", dtype, comp, eager)
 
 
-def _with_and_without(check, switch, model, ids, targets):
-    """record_step of the model with switch(True) (our kernel) against switch(False) (its twin), fp32 and bf16."""
+def _with_and_without(check, off: KernelChoice, model, ids, targets):
+    """record_step of the model with the default kernels (ours) against `off` (the twin), fp32 and bf16."""
     for dtype in (torch.float32, torch.bfloat16):
         outs = []
-        for on in (True, False):
-            switch(on)
-            try:
-                outs.append(_step(model, ids, targets, dtype))
-            finally:
-                switch(True)
+        for choice in (KernelChoice(), off):
+            model.set_kernels(choice)
+            outs.append(_step(model, ids, targets, dtype))
+        model.set_kernels(KernelChoice())
         record_step(check, dtype, outs[0], outs[1])
 
 
 def check_loss(device):
-    from models.kernels import set_fused_ce
     model = _hybrid_lm(device)
     ids = torch.randint(0, 1024, (2, 1025), device=device)
     targets = ids[:, 1:].clone()
     targets[0, :100] = -100  # ignored positions
-    _with_and_without("training loss: triton vs F.cross_entropy", set_fused_ce, model, ids[:, :-1], targets)
+    _with_and_without("training loss: triton vs F.cross_entropy", KernelChoice(fused_loss=False), model,
+                      ids[:, :-1], targets)
 
 
 def check_add_norm(device):
-    from models.kernels import set_fused_norm
     model = _hybrid_lm(device)
     ids = torch.randint(0, 1024, (2, 1025), device=device)
-    _with_and_without("add + RMSNorm: triton vs x + y, nn.RMSNorm", set_fused_norm, model, ids[:, :-1], ids[:, 1:])
+    _with_and_without("add + RMSNorm: triton vs x + y, nn.RMSNorm", KernelChoice(fused_add_norm=False), model,
+                      ids[:, :-1], ids[:, 1:])
+
+
+GDN_LM = dict(name="hybrid_gdn", n_layers=4, d_model=512, n_heads=8, pattern=["gdn"] * 3 + ["attention"],
+              mlp_ratio=3.0, vocab_size=1024)
+
+
+def check_gdn(device, x):
+    """Our GDN layer (d_model 512, 8 heads: K 48, V 96, as at `small`; T = 1000, not a multiple of the 64-token
+    chunk) on fla's kernel vs on the twin (fp32); opcheck of the custom op; vs transformers' layer."""
+    from models.ops.gdn import fla
+    ns, why = fla_gated_delta_rule()
+    if ns is None:
+        print(f"fla unavailable ({why}): GDN rows skipped")
+        return why
+    cfg = ModelConfig(**{**GDN_LM, "n_layers": 1, "pattern": ["gdn"]})
+    torch.manual_seed(0)
+    layer = GatedDeltaNet(cfg).to(device)
+    with torch.no_grad():
+        layer.norm.weight.uniform_(0.5, 1.5)
+    needs = ("gdn", "gated_norm", "conv")
+    kernel, twin = WithOps(layer, needs, KernelChoice(scans="triton")), WithOps(layer, needs, KernelChoice(scans="reference"))
+    for dtype in (torch.bfloat16, torch.float32):
+        stage(f"gdn check_backward {dtype}: " + str(fla.check_backward(layer.head_dim, layer.v_head_dim, dtype, device)))
+    ref = run_layer(twin, x, torch.float32)
+    for dtype in (torch.bfloat16, torch.float32):
+        compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, run_layer(kernel, x, dtype), ref)
+    # the custom op's schema, fake and autograd registration against the real kernel
+    q = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
+    k = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
+    v = torch.randn(2, 200, 4, 96, device=device).bfloat16()
+    g, beta = -torch.rand(2, 200, 4, device=device) * 0.1, torch.rand(2, 200, 4, device=device).bfloat16()
+    try:
+        torch.library.opcheck(torch.ops.tokengap.gdn_fwd.default, (q, k, v, g, beta, 48 ** -0.5, 64),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+        record("gdn: torch.library.opcheck of tokengap::gdn_fwd", torch.float32, "schema, fake, aot", 0.0)
+    except Exception as exc:
+        print(f"opcheck failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        record("gdn: torch.library.opcheck of tokengap::gdn_fwd", torch.float32, "schema, fake, aot", float("inf"))
+    check_gdn_vs_transformers(device, x, layer, ns)
+    return ""
+
+
+def check_gdn_vs_transformers(device, x, layer, ns):
+    """transformers' OlmoHybridGatedDeltaNet with our weights (mapped by from_hf_state_dict), on fla's kernel with
+    the guard lifted (transformers calls fla's own op; our check above passed for these head dims)."""
+    try:
+        from transformers import OlmoHybridConfig
+        from transformers.models.olmo_hybrid.modeling_olmo_hybrid import OlmoHybridGatedDeltaNet
+    except ImportError as exc:
+        print(f"transformers has no OlmoHybrid ({exc}): skipped")
+        return
+    hc = OlmoHybridConfig(hidden_size=512, num_attention_heads=8, num_hidden_layers=4, vocab_size=1024,
+                          intermediate_size=1536, pad_token_id=None, eos_token_id=None)
+    theirs = OlmoHybridGatedDeltaNet(hc, layer_idx=0).to(device)
+    theirs.load_state_dict(to_hf_state_dict(layer))
+    ours = WithOps(layer, ("gdn", "gated_norm", "conv"), KernelChoice(scans="triton"))
+    m = ns.guard_module
+    before, m.TRITON_ABOVE_3_7_1 = m.TRITON_ABOVE_3_7_1, True
+    try:
+        for dtype in (torch.bfloat16, torch.float32):
+            a, b = run_layer(ours, x, dtype), run_layer(theirs, x, dtype)
+            # the two layers' parameters have different names: compare the input's gradient
+            compare("gdn: ours vs transformers OlmoHybridGatedDeltaNet", dtype,
+                    (a[0], {"input": a[1]["input"]}), (b[0], {"input": b[1]["input"]}))
+    finally:
+        m.TRITON_ABOVE_3_7_1 = before
+
+
+def check_gdn_lm_compiled_step(device):
+    """A GDN hybrid LM's train step compiled (the fla custom ops in the graph) vs the same step eager."""
+    if fla_gated_delta_rule()[0] is None:
+        return
+    torch.manual_seed(0)
+    model = LM(ModelConfig(**GDN_LM)).to(device)
+    model.check_kernels(device, torch.bfloat16)
+    model.check_kernels(device, torch.float32)
+    ids = torch.randint(0, 1024, (2, 1025), device=device)
+    compiled = torch.compile(model)
+    for dtype in (torch.float32, torch.bfloat16):
+        eager, comp = (_step(model, ids[:, :-1], ids[:, 1:], dtype, fwd) for fwd in (model, compiled))
+        record_step("gdn hybrid LM train step: compiled vs eager", dtype, comp, eager)
+    return model.kernel_report()
 
 
 def main() -> int:
@@ -274,25 +369,31 @@ def main() -> int:
     env = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "triton": triton.__version__,
            "mamba_ssm": (mamba_ssm_triton()[0].version if mamba_ssm_triton()[0] else mamba_ssm_triton()[1]),
            "causal_conv1d": "present" if causal_conv1d_cuda()[0] else causal_conv1d_cuda()[1],
-           "fla": fla_triton_conv()[1]}
+           "fla": fla_triton_conv()[1], "fla_gdn": fla_gated_delta_rule()[0].version if fla_gated_delta_rule()[0]
+           else fla_gated_delta_rule()[1]}
     print(json.dumps(env))
     x = torch.randn(2, 1000, 512, device=device)  # seqlen not a multiple of the chunk
-    stage("attention")
-    check_attention(device)
-    stage("causal conv")
-    check_conv(device)
-    stage("mamba2 layer")
-    why = check_mamba(device, x)
+    report: list[str] = []
+
+    def run(name, fn, *a):
+        """One stage; an exception is a failed row (and its message), never the end of the other stages."""
+        stage(name)
+        try:
+            return fn(*a)
+        except Exception as exc:
+            print(f"stage {name!r} failed: {type(exc).__name__}: {exc}", flush=True)
+            record(f"{name}: raised {type(exc).__name__}", torch.float32, str(exc).splitlines()[0][:60], float("inf"))
+    run("attention", check_attention, device)
+    run("causal conv", check_conv, device)
+    why = run("mamba2 layer", check_mamba, device, x)
     if why:
         print(f"mamba-ssm unavailable ({why}): stock-Mamba2 comparison skipped")
-    stage("hybrid LM")
-    report = check_lm(device)
-    stage("compiled train step")
-    check_compiled_step(device)
-    stage("training loss")
-    check_loss(device)
-    stage("add + RMSNorm")
-    check_add_norm(device)
+    report += run("hybrid LM", check_lm, device) or []
+    run("compiled train step", check_compiled_step, device)
+    run("training loss", check_loss, device)
+    run("add + RMSNorm", check_add_norm, device)
+    run("gdn layer", check_gdn, device, x)
+    report += run("gdn hybrid LM compiled train step", check_gdn_lm_compiled_step, device) or []
     print("\n".join(report))
     w = max(len(r["check"]) for r in rows)
     print(f"\n{'check':{w}}  dtype     {'what':38} rel_err    tol     ok")

@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models.norm_triton as nt  # noqa: E402
+import models.ops.add_norm.kernel as nt
 
 SHAPES = {"small": (32 * 2048, 512), "base": (16 * 2048, 768)}  # (tokens, d_model) of the bench's train steps
 
@@ -89,9 +87,9 @@ def main() -> int:
             for warps in (4, 8, 16):
                 for per_sm in (2, 4, 8):
                     nt.PROGRAMS_PER_SM = per_sm
-                    s, h, rstd = nt._fwd(x, y, w, 1e-5, torch.bfloat16, tile, warps)
-                    f_ms = cuda_ms(lambda: nt._fwd(x, y, w, 1e-5, torch.bfloat16, tile, warps))
-                    b_ms = cuda_ms(lambda: nt._bwd(s, rstd, w, dh, ds, torch.float32, torch.bfloat16, tile, warps))
+                    s, h, rstd = torch.ops.tokengap.add_rms_norm_fwd(x, y, w, 1e-5, torch.bfloat16, tile, warps)
+                    f_ms = cuda_ms(lambda: torch.ops.tokengap.add_rms_norm_fwd(x, y, w, 1e-5, torch.bfloat16, tile, warps))
+                    b_ms = cuda_ms(lambda: torch.ops.tokengap.add_rms_norm_bwd(s, rstd, w, dh, ds, torch.float32, torch.bfloat16, tile, warps))
                     tot = f_ms + b_ms
                     print(f"  tile {tile:5d} warps {warps} programs/SM {per_sm}: forward {f_ms * 1e3:6.1f} us "
                           f"({fwd_bytes / f_ms / 1e6:5.0f} GB/s), backward {b_ms * 1e3:6.1f} us "

@@ -1,23 +1,20 @@
 """Where RoPE goes in attention: one attention layer at the `base` shape (16 x 2048, d 768, 12 heads), forward +
 backward compiled, bf16 autocast, with the RoPE written in several ways. Prints ms per forward + backward
 (median of 20), the difference to the first variant's output and input gradient, and the kernels of one step.
-GPU only; results/gpu/attn_probe.log. models/attention.py took "qk_together".
+GPU only; results/gpu/attn_probe.log. models/mixers/attention.py took "qk_together".
 
     python scripts/probe_attention.py [variant ...]
 """
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import cuda_times_ms  # noqa: E402
-from models.attention import rope_tables_cached  # noqa: E402
+from scripts.bench import cuda_times_ms
+from models.mixers.attention import rope_tables_cached
 
 B, L, D, H = 16, 2048, 768, 12
 HD = D // H

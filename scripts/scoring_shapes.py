@@ -1,4 +1,4 @@
-"""Which batches of a scoring pass are slow, and why: per-batch time of `analysis.score.score` on bench.py's
+"""Which batches of a scoring pass are slow, and why: per-batch time of `evaluation.scoring.score` on bench.py's
 synthetic scoring set (1M random tokens, a `small` model, bf16, batch 32 x 2048), in a fresh process. GPU only.
 
     TRITON_CACHE_DIR=$(mktemp -d) python scripts/scoring_shapes.py 1 hybrid    # pad_batch on (CUDA's default)
@@ -11,15 +11,13 @@ its (rows, length). A batch shape Triton has not specialised mamba-ssm's kernels
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.score import ZooScorer, score  # noqa: E402
-from models import LM  # noqa: E402
-from scripts.bench import T, scoring_set, zoo_cfg  # noqa: E402
+from evaluation.scoring import ZooScorer, score
+from models import LM
+from scripts.bench import T, scoring_set, zoo_cfg
 
 
 class TimedScorer(ZooScorer):

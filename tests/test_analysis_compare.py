@@ -8,7 +8,7 @@ import pytest
 from analysis import compare
 from analysis.figures.synthetic import write_synthetic_results
 from analysis.labels import read_labels
-from analysis.scorefile import load_scores, save_scores
+from evaluation.scorefile import load_scores, save_scores
 
 
 @pytest.fixture(scope="module")

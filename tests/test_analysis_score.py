@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis.evalset import EvalSet, TextTokenizer
-from analysis.score import HFScorer, ZooScorer, score
-from analysis.scorefile import check_comparable, load_scores, save_scores
+from evaluation.evalset import EvalSet, TextTokenizer
+from evaluation.scoring import HFScorer, ZooScorer, score
+from evaluation.scorefile import check_comparable, load_scores, save_scores
 from models import LM, MambaConfig, ModelConfig
 
 TEXTS = ["The cat sat on the mat. " * 12, "def f(x):\n    return (x + 1) * [2, 3]\n" * 6, "A short one.",

@@ -133,7 +133,7 @@ def test_capture_failure_names_the_switch():
 
 
 def test_cuda_graph_config_is_checked(corpus, tmp_path):
-    with pytest.raises(ConfigError, match=r"train.cuda_graph: expected one of auto\|true\|false, got 'yes'"):
+    with pytest.raises(ConfigError, match=r"train.cuda_graph: Invalid value 'yes', expected one of \[auto, true, false\]"):
         Trainer(load_run_config(overrides(corpus, tmp_path / "a", "train.cuda_graph=yes")))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="train.cuda_graph: true needs a CUDA device"):

@@ -12,18 +12,25 @@ import torch.nn.functional as F
 
 from models import LM, ModelConfig
 from models.__main__ import SIZES, ZOO, load
-from models.attention import Attention, apply_rope, attention_math_reference, rope_tables
 from models.config import count_params_formula
 from models.io import from_pretrained, save_pretrained
 from models import kernels
-from models.kernels import mamba_ssm_triton, select_mamba2_ops
-from models.mamba2 import Mamba2
-from models.ssd import causal_conv1d_torch, gated_rms_norm_torch, ssd_chunked_torch, ssd_recurrent_naive
+from models.kernels import KernelChoice, mixer_ops
+from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
+from models.ops import external
+from models.ops.conv.external import wrap_fla_conv
+from models.ops.conv.reference import causal_conv1d_torch
+from models.ops.external import mamba_ssm_triton
+from models.ops.gated_norm.mamba_ssm import wrap_mamba_norm
+from models.ops.gated_norm.reference import gated_rms_norm_torch
+from models.ops.ssd.naive import ssd_recurrent_naive
+from models.ops.ssd.reference import ssd_chunked_torch
 
 
 def tiny(name: str, vocab: int = 97, **over) -> ModelConfig:
     cfg = load([f"model={name}", "size=tiny"])
     cfg.vocab_size = vocab
+    cfg.window = 32  # what a run sets from its context (half of it) for `swa` layers
     for k, v in over.items():
         setattr(cfg, k, v)
     return cfg
@@ -144,16 +151,16 @@ def _assert_causal(fn, x, t):
     assert (y1[:, t] - y0[:, t]).abs().max() > 1e-4, "perturbing token t should change output t"
 
 
-@pytest.mark.parametrize("mixer", ["attention", "swa", "mamba2"])
+@pytest.mark.parametrize("mixer", ["attention", "swa", "mamba2", "gdn"])
 def test_mixer_causality(mixer):
+    from models import mixers
     torch.manual_seed(0)
     cfg = tiny("hybrid", window=4)
-    mod = Attention(cfg, window=cfg.window if mixer == "swa" else None) if mixer != "mamba2" else Mamba2(cfg)
+    mod = mixers.get(mixer).build(cfg, 0)
     x = torch.randn(2, 70, cfg.d_model)
     rope = rope_tables(70, cfg.head_dim, cfg.rope_theta, x.device)
-    fn = (lambda u: mod(u, rope)) if mixer != "mamba2" else mod
-    for t in (0, 31, 64, 69):
-        _assert_causal(fn, x, t)
+    for t in (0, 31, 64, 69):  # 64: the first token of the second GDN chunk
+        _assert_causal(lambda u: mod(u, rope), x, t)
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -213,7 +220,7 @@ def test_zoo_non_embedding_params_match_within_5_percent(size):
     counts = {}
     for name in ZOO:
         cfg = load([f"model={name}", f"size={size}"])
-        cfg.vocab_size = 1000
+        cfg.vocab_size, cfg.window = 1000, 64
         with torch.device("meta"):  # no memory: count only
             model = LM(cfg)
         counts[name] = model.num_params(non_embedding=True)
@@ -242,10 +249,16 @@ def test_composition_and_pattern_spellings():
     (["model.ratio=2:1"], "model.ratio"),
     (["model.n_heads=5"], "model.n_heads"),
     (["model.n_kv_heads=3"], "model.n_kv_heads"),
-    (["model.pattern=[swa]"], "model.window"),
+    (["model.pattern=[swa]", "model.window=0"], "model.window"),
     (["model.mamba.headdim=48"], "model.mamba.headdim"),
     (["model.n_layers=x"], "model.n_layers"),
     (["model.kernels=fast"], "model.kernels"),
+    (["model.pattern=[gdn,attention]", "model.n_heads=8", "model.d_model=120"], "model.gdn.head_dim"),
+    (["model.pattern=[gdn]", "model.gdn.n_v_heads=6"], "model.gdn.n_v_heads"),
+    (["model.pattern=[gdn]", "model.gdn.chunk_size=48"], "model.gdn.chunk_size"),
+    (["model.pattern=[gdn]", "model.gdn.head_dim=300"], "model.gdn.head_dim"),
+    (["model.pattern=[gdn]", "model.gdn.heads=2"], "model.gdn.heads"),
+    (["model.recurrent_mixer=attention", "model.ratio=3:1"], "model.recurrent_mixer"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(overrides, key):
     from models.config import ConfigError
@@ -254,6 +267,50 @@ def test_bad_config_fails_with_one_line_naming_the_key(overrides, key):
         load(["model=hybrid", *overrides]).layers()
     msg = str(err.value)
     assert key in msg and "\n" not in msg, msg
+
+
+def test_composition_of_the_study_pair():
+    swa = load(["model=transformer_swa", "size=small"])
+    gdn = load(["model=hybrid_gdn", "size=small"])
+    assert swa.layers() == ["swa", "swa", "swa", "attention"] * 2 and swa.window is None  # a run sets it
+    assert gdn.layers() == ["gdn", "gdn", "gdn", "attention"] * 2
+    assert load(["model=hybrid_gdn", "model.ratio=3:1", "model.recurrent_mixer=gdn"]).layers() == \
+        ["gdn", "gdn", "gdn", "attention"]
+    assert load(["model=recurrent_gdn", "size=base"]).layers() == ["gdn"] * 12
+
+
+def test_a_mixer_registered_in_a_test_builds_a_model():
+    """The registry is the one place a mixer is known: a toy mixer (a causal running mean + a projection) registered
+    here is accepted by model.pattern and ratio, counted by the closed form, built, trained a step, described and
+    reported, and unknown again once unregistered."""
+    from models import mixers
+    from models.config import ConfigError, flops_per_token
+
+    class RunningMean(torch.nn.Module):
+        def __init__(self, cfg, layer_idx):
+            super().__init__()
+            self.proj = torch.nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+        def forward(self, x, rope=None, ops=None):
+            n = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)[None, :, None]
+            return self.proj(x.cumsum(1) / n)
+
+    spec = mixers.MixerSpec("toy_mean", RunningMean, num_params=lambda cfg: cfg.d_model ** 2,
+                            flops_per_token=lambda cfg, T: 7.0, describe=lambda m, ops: "torch cumsum",
+                            recurrent=True)
+    with mixers.registered(spec):
+        cfg = tiny("hybrid", pattern=["toy_mean", "toy_mean", "toy_mean", "attention"])
+        assert cfg.layers() == ["toy_mean"] * 3 + ["attention"]
+        model = LM(cfg)
+        assert model.num_params() == count_params_formula(cfg)["non_embedding"]
+        ids = torch.randint(0, 97, (2, 17))
+        model(ids[:, :-1], ids[:, 1:]).backward()
+        assert "toy_mean  torch cumsum" in model.kernel_report()[0]
+        # three toy layers' own FLOPs + one attention layer's QK^T and AV over 8.5 keys on average at T = 16
+        assert flops_per_token(cfg, 16, 0) == 3 * 7.0 + 3 * 4 * 128 * 8.5
+        assert load(["model=hybrid", "model.ratio=3:1", "model.recurrent_mixer=toy_mean"]).layers()[0] == "toy_mean"
+    with pytest.raises(ConfigError, match="unknown mixer 'toy_mean'"):
+        tiny("hybrid", pattern=["toy_mean"]).layers()
 
 
 def test_cli_prints_layers_and_fails_in_one_line():
@@ -294,7 +351,7 @@ def test_cpu_runs_reference_path_and_reports_it():
     report = model.kernel_report()
     assert "ssd=torch-chunked(reference)" in report[0] and "attention torch-sdpa" in report[3]
     with pytest.raises(RuntimeError, match="CUDA"):
-        select_mamba2_ops("triton", torch.device("cpu"))
+        mixer_ops(KernelChoice(scans="triton"), torch.device("cpu"))
 
 
 def test_mamba_ssm_without_compiled_extension_is_importable(tmp_path, monkeypatch):
@@ -331,7 +388,7 @@ def _fake_fla(tmp_path, monkeypatch, body: str):
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m == "fla" or m.startswith("fla.")]:
         monkeypatch.delitem(sys.modules, name)
-    kernels.fla_triton_conv.cache_clear()
+    external.fla_triton_conv.cache_clear()
     monkeypatch.setattr(kernels, "causal_conv1d_cuda", lambda: (None, "causal-conv1d is not installed"))
 
 
@@ -339,22 +396,22 @@ def test_conv_dispatch_picks_fla_and_passes_its_layout(tmp_path, monkeypatch):
     """fla gets x as (b, l, c) and weight as (c, k), and its (y, final_state) is unwrapped: checked against
     causal_conv1d_torch by routing the fake's call to it."""
     _fake_fla(tmp_path, monkeypatch, """
-        from models.ssd import causal_conv1d_torch
+        from models.ops.conv.reference import causal_conv1d_torch
         def causal_conv1d(x, weight, bias=None, activation=None, **kw):
             assert x.dim() == 3 and weight.shape == (x.shape[-1], weight.shape[1]), (x.shape, weight.shape)
             return causal_conv1d_torch(x, weight, bias, activation=activation == "silu"), None
     """)
     try:
-        conv, name = kernels._select_conv("fla")
+        conv, name = kernels.select_conv("fla")
         assert name == "fla-triton 0.fake"
         x, w, b = torch.randn(2, 9, 6), torch.randn(6, 4), torch.randn(6)
         torch.testing.assert_close(conv(x, w, b), causal_conv1d_torch(x, w, b))
         torch.testing.assert_close(conv(x, w, b, activation=False), causal_conv1d_torch(x, w, b, activation=False))
-        assert kernels._select_conv("torch")[1] == "torch-conv1d"
+        assert kernels.select_conv("torch")[1] == "torch-conv1d"
         with pytest.raises(RuntimeError, match="conv preference cuda"):
-            kernels._select_conv("cuda")
+            kernels.select_conv("cuda")
     finally:
-        kernels.fla_triton_conv.cache_clear()
+        external.fla_triton_conv.cache_clear()
 
 
 def test_conv_dispatch_auto_order_ours_then_torch(tmp_path, monkeypatch):
@@ -363,26 +420,26 @@ def test_conv_dispatch_auto_order_ours_then_torch(tmp_path, monkeypatch):
     pytest.importorskip("triton")
     _fake_fla(tmp_path, monkeypatch, "raise ImportError('needs a newer triton')\n")
     try:
-        assert kernels._select_conv("auto")[1] == "tokengap-triton"
-        assert kernels._select_conv("triton")[1] == "tokengap-triton"
+        assert kernels.select_conv("auto")[1] == "tokengap-triton"
+        assert kernels.select_conv("triton")[1] == "tokengap-triton"
         with pytest.raises(RuntimeError, match="fla import failed.*newer triton"):
-            kernels._select_conv("fla")
+            kernels.select_conv("fla")
         with pytest.raises(ValueError, match="conv preference"):
-            kernels.set_conv_preference("cudnn")
-        monkeypatch.setattr(kernels, "tokengap_triton_conv", lambda: (None, "triton is not installed"))
-        assert kernels._select_conv("auto")[1] == "torch-conv1d"
+            KernelChoice(conv="cudnn")
+        monkeypatch.setattr(kernels, "tokengap_triton", lambda *a: (None, "triton is not installed"))
+        assert kernels.select_conv("auto")[1] == "torch-conv1d"
         with pytest.raises(RuntimeError, match="conv preference triton but triton is not installed"):
-            kernels._select_conv("triton")
+            kernels.select_conv("triton")
         monkeypatch.setattr(kernels, "causal_conv1d_cuda", lambda: (lambda *a, **k: None, ""))
-        assert kernels._select_conv("auto")[1] == "causal_conv1d-cuda"
+        assert kernels.select_conv("auto")[1] == "causal_conv1d-cuda"
     finally:
-        kernels.fla_triton_conv.cache_clear()
+        external.fla_triton_conv.cache_clear()
 
 
 def test_gated_norm_traces_the_twin_when_compiled_and_calls_the_kernel_eager():
     """Eager, the wrapped norm calls mamba-ssm's kernel (a fake here, whose output is distinguishable); traced
     by torch.compile, it is the PyTorch twin, in one graph (fullgraph=True fails on a graph break); with
-    set_compiled_norm(False), the compiled model calls the kernel again."""
+    compiled_twin=False (KernelChoice.compiled_gated_norm_twin), the compiled model calls the kernel again."""
     calls = []
 
     def fake_rmsnorm_fn(x, weight, bias, z, eps, group_size, norm_before_gate):
@@ -390,7 +447,7 @@ def test_gated_norm_traces_the_twin_when_compiled_and_calls_the_kernel_eager():
         calls.append(x.shape)
         return -gated_rms_norm_torch(x, z, weight, eps, group_size)
 
-    norm = kernels._wrap_mamba_norm(fake_rmsnorm_fn)
+    norm = wrap_mamba_norm(fake_rmsnorm_fn)
     x, z, w = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.rand(8) + 0.5
     twin = gated_rms_norm_torch(x, z, w, 1e-5, 4)
     torch.testing.assert_close(norm(x, z, w, 1e-5, 4), -twin)
@@ -400,22 +457,21 @@ def test_gated_norm_traces_the_twin_when_compiled_and_calls_the_kernel_eager():
     torch.testing.assert_close(compiled(x, z, w), twin)
     assert len(calls) == 1
     try:
-        kernels.set_compiled_norm(False)
+        kernel_norm = wrap_mamba_norm(fake_rmsnorm_fn, compiled_twin=False)
         torch._dynamo.reset()
-        compiled = torch.compile(lambda *a: norm(*a, 1e-5, 4), backend="aot_eager")
+        compiled = torch.compile(lambda *a: kernel_norm(*a, 1e-5, 4), backend="aot_eager")
         torch.testing.assert_close(compiled(x, z, w), -twin)
         assert len(calls) == 2
     finally:
-        kernels.set_compiled_norm(True)
         torch._dynamo.reset()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fla's Triton conv needs a CUDA device")
 def test_fla_conv_matches_reference_on_cuda():
-    fn, why = kernels.fla_triton_conv()
+    fn, why = external.fla_triton_conv()
     if fn is None:
         pytest.skip(why)
-    conv = kernels._wrap_fla_conv(fn)
+    conv = wrap_fla_conv(fn)
     torch.manual_seed(0)
     u = torch.randn(2, 300, 3 * 160, device="cuda", requires_grad=True)
     w, b = torch.randn(320, 4, device="cuda", requires_grad=True), torch.randn(320, device="cuda", requires_grad=True)
@@ -431,7 +487,7 @@ def test_fla_conv_matches_reference_on_cuda():
 def test_cached_rope_tables_equal_fresh_ones_and_survive_inference_mode():
     """The cache returns the same tables as rope_tables; built first under inference_mode (as when scoring), they
     must still be usable in a training step (inference tensors cannot be saved for backward)."""
-    from models.attention import _rope_tables_cache, rope_tables_cached
+    from models.mixers.attention import _rope_tables_cache, rope_tables_cached
     _rope_tables_cache.cache_clear()
     model = LM(tiny("transformer"))
     ids = torch.randint(0, 97, (2, 19))
@@ -469,7 +525,7 @@ def test_ssd_custom_op_matches_twin_and_compiles_without_graph_break(monkeypatch
     """tokengap::mamba_ssd (what the CUDA path runs, mamba-ssm's kernels inside) wired to a twin-backed stand-in:
     values and all seven gradients match the twin, torch.library.opcheck passes (schema, fake, autograd), and a
     compiled function over it has no graph break (fullgraph=True)."""
-    import models.kernels as K
+    import models.ops.ssd.mamba_ssm as K
     monkeypatch.setattr(K, "mamba_ssm_triton", lambda: (_twin_namespace(), ""))
     g = torch.Generator().manual_seed(3)
     b, l, h, p, n = 2, 24, 4, 8, 6

@@ -1,4 +1,4 @@
-"""The fused residual add + RMSNorm (models/norm_triton.py) against its twin add_rms_norm_torch, in float64: s, h
+"""The fused residual add + RMSNorm (models/ops/add_norm/kernel.py) against its twin add_rms_norm_torch, in float64: s, h
 and the gradients of x, y and the weight. On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
 before triton is imported, hence a subprocess); on CUDA the compiled kernels run too."""
 import os
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = textwrap.dedent("""
     import torch
     import torch.nn as nn
-    from models.lm import add_rms_norm_torch
-    from models.norm_triton import add_rms_norm_triton
+    from models.ops.add_norm.reference import add_rms_norm_torch
+    from models.ops.add_norm.kernel import add_rms_norm_triton
 
     def rel(a, r):
         return ((a.double() - r).abs().max() / (r.abs().max() + 1e-12)).item()
@@ -167,7 +167,7 @@ def test_add_norm_custom_ops_pass_opcheck_and_a_model_matches_its_twin():
         ids = torch.randint(0, 50, (2, 12))
         grads = []
         for fused_on in (False, True):
-            lm.norm_kernel = (lambda d, n: (add_rms_norm_triton, 'fused')) if fused_on else (lambda d, n: (None, 'twin'))
+            lm.norm_kernel = (lambda c, d, n: (add_rms_norm_triton, 'fused')) if fused_on else (lambda c, d, n: (None, 'twin'))
             model.zero_grad()
             loss = model(ids[:, :-1], ids[:, 1:])
             loss.backward()
@@ -183,7 +183,7 @@ def test_add_norm_custom_ops_pass_opcheck_and_a_model_matches_its_twin():
 def test_triton_add_norm_matches_torch_twin_on_cuda():
     ns: dict = {}
     exec(CASES, ns)
-    from models.norm_triton import TILE
+    from models.ops.add_norm.kernel import TILE
     ns["run"]("cuda", 64)
     ns["run"]("cuda", TILE)  # the production tiles
     # the transformer `base` row (768 columns, one masked quarter), autocast's dtypes, many persistent blocks

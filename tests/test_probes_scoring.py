@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis.evalset import TextTokenizer
+from evaluation.evalset import TextTokenizer
 from analysis.probes.compare import compare
 from analysis.probes.figures import make_figures
 from analysis.probes.probeset import ProbeSet, generate_probe_set

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from analysis.evalset import EvalSet
+from evaluation.evalset import EvalSet
 from models.config import ConfigError
 from train import checkpoint as ckpt
 from train.config import load_run_config

@@ -1,15 +1,47 @@
 """Training-run configuration: the Hydra schema of `python -m train` (conf/config.yaml).
 
-Every field is typed; a YAML key or command-line override that is not a field here fails at start-up,
-naming the key (see models.config.compose).
+Every field is typed; a YAML key or command-line override that is not a field here, or an enumerated field given
+a value outside its enum, fails at start-up naming the key (see models.config.compose).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import List, Optional
 
-from models.config import ConfigError, ModelConfig, compose, validate
+from models.config import ConfigError, ModelConfig, compose, resolve_layers, validate
 from train.data.config import DataConfig
+
+
+class Device(str, Enum):
+    auto = "auto"  # CUDA when available, else CPU
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Switch(str, Enum):
+    """A tri-state switch; `true` / `false` on the command line are read as these (models.config.compose)."""
+    auto = "auto"
+    true = "true"
+    false = "false"
+
+
+class ScheduleKind(str, Enum):
+    wsd = "wsd"  # warmup, stable, decay
+    cosine = "cosine"
+    constant = "constant"
+
+
+class DecayShape(str, Enum):
+    linear = "linear"
+    cosine = "cosine"
+    sqrt = "sqrt"  # 1 - sqrt(x): the "1-sqrt" cooldown of Hägele et al. 2024
 
 
 @dataclass
@@ -23,10 +55,10 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    kind: str = "wsd"  # wsd | cosine | constant
+    kind: ScheduleKind = ScheduleKind.wsd
     warmup_frac: float = 0.02  # of total steps
     decay_frac: float = 0.2  # WSD: final decay, as a fraction of total steps
-    decay_shape: str = "linear"  # linear | cosine | sqrt (WSD decay and anneal branches)
+    decay_shape: DecayShape = DecayShape.linear  # of the WSD decay and the anneal branches
     min_lr_ratio: float = 0.0
 
 
@@ -56,11 +88,10 @@ class TrainConfig:
     batch_size: int = 16  # global batch, in sequences of seq_len tokens
     micro_batch_size: Optional[int] = None  # per process and step; None: batch_size / world size (no accumulation)
     max_tokens: int = 2_000_000  # run length; total_steps = ceil(max_tokens / (batch_size * seq_len))
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    compile: str = "auto"  # auto (on CUDA) | true | false: torch.compile around the custom kernels
-    # auto (on CUDA, one process) | true | false: forward + backward captured in one CUDA graph (train/graphed.py)
-    cuda_graph: str = "auto"
+    device: Device = Device.auto
+    dtype: Precision = Precision.auto  # autocast dtype
+    compile: Switch = Switch.auto  # torch.compile around the custom kernels (auto: on CUDA)
+    cuda_graph: Switch = Switch.auto  # forward + backward captured in one CUDA graph (auto: on CUDA, one process)
     threads: Optional[int] = None  # CPU threads for torch (None: torch's default)
     log_interval: int = 10
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -86,8 +117,6 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     """Cheap checks that must fail before any compute, each naming its key."""
     validate(cfg.model)
     t = cfg.train
-    # Hydra reads `true` / `false` on the command line as bools, which these str fields store as "True" / "False"
-    t.compile, t.cuda_graph = str(t.compile).lower(), str(t.cuda_graph).lower()
     if t.seq_len < 2:
         raise ConfigError(f"train.seq_len: must be >= 2, got {t.seq_len}")
     if t.batch_size < 1 or t.batch_size % world:
@@ -97,13 +126,6 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
         raise ConfigError(f"train.micro_batch_size: {micro} does not divide the per-process batch {t.batch_size // world}")
     if t.max_tokens < t.batch_size * t.seq_len:
         raise ConfigError(f"train.max_tokens: {t.max_tokens} is less than one batch ({t.batch_size * t.seq_len} tokens)")
-    for key, val, ok in (("train.device", t.device, ("auto", "cpu", "cuda")), ("train.dtype", t.dtype, ("auto", "fp32", "bf16")),
-                         ("train.compile", t.compile, ("auto", "true", "false")),
-                         ("train.cuda_graph", t.cuda_graph, ("auto", "true", "false")),
-                         ("train.schedule.kind", t.schedule.kind, ("wsd", "cosine", "constant")),
-                         ("train.schedule.decay_shape", t.schedule.decay_shape, ("linear", "cosine", "sqrt"))):
-        if str(val).lower() not in ok:
-            raise ConfigError(f"{key}: expected one of {'|'.join(ok)}, got {val!r}")
     s = t.schedule
     if not (0 <= s.warmup_frac < 1 and 0 <= s.decay_frac <= 1 and s.warmup_frac + (s.decay_frac if s.kind == "wsd" else 0) <= 1):
         raise ConfigError("train.schedule: warmup_frac and decay_frac must be fractions summing to <= 1")
@@ -117,6 +139,18 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     for f in t.checkpoint.milestones:
         if not 0 < f <= 1:
             raise ConfigError(f"train.checkpoint.milestones: {f} is not a fraction of training in (0, 1]")
+
+
+def resolve_defaults(cfg: RunConfig) -> None:
+    """Fill in what the model config leaves to the run: the sliding window of `swa` layers (None: half of
+    train.seq_len, as Olmo 3's 4096 of 8192). A window longer than the context is refused."""
+    m = cfg.model
+    if "swa" not in resolve_layers(m):
+        return
+    if m.window is None:
+        m.window = max(1, cfg.train.seq_len // 2)
+    elif m.window > cfg.train.seq_len:
+        raise ConfigError(f"model.window: {m.window} is longer than the context train.seq_len={cfg.train.seq_len}")
 
 
 def load_run_config(overrides: list[str]) -> RunConfig:

@@ -1,9 +1,8 @@
 """Forward + backward of one optimizer step, captured once in a CUDA graph and replayed every step.
 
 Why: mamba-ssm's SSD forward is five Triton launches behind Python wrappers and an autotuner dispatch; at
-T = 2048 the GPU waits on them (6.8 ms of idle time in a ~98 ms hybrid `base` step). A CUDA graph replays
-every kernel of the step without the CPU: on an H100, hybrid `base` 96.0 -> 93.2 ms, transformer 75.4 -> 73.6 ms
-in the same run (BENCHMARKS.md). The optimizer step and gradient clipping stay outside
+T = 2048 the GPU waits on them. A CUDA graph replays every kernel of the step without the CPU (the gain:
+BENCHMARKS.md). The optimizer step and gradient clipping stay outside
 the graph (a few fused launches), so the optimizer, its state dict, the learning-rate schedule and the
 non-finite-loss check work exactly as without the graph.
 
@@ -16,7 +15,7 @@ Contract (what `torch.cuda.graph` needs, and what this class keeps):
 - No CPU synchronisation and no new shapes inside the step: warm-up calls on a side stream first (torch.compile
   compiles, the Triton autotuners pick their configs, cached tables are built), then capture.
 - Every other tensor the step reads must outlive the graph, which holds its address: the RoPE tables and window
-  masks are cached without eviction for that reason (models/attention.py).
+  masks are cached without eviction for that reason (models/mixers/attention.py).
 - Memory: the graph's private pool keeps one step's activations for the whole run; evaluation and the anneal
   branch's state copies allocate beside it (train.cuda_graph=false if that no longer fits).
 """

@@ -25,13 +25,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from analysis.evalset import EvalSet
-from analysis.score import ZooScorer, code_version, score
+from evaluation.evalset import EvalSet
+from evaluation.scorefile import code_version
+from evaluation.scoring import ZooScorer, score
 from models import LM
-from models.config import ConfigError
+from models.config import ConfigError, to_plain
+from models.ops.gdn.fla import GDNKernelCheckError
 from models.atomic import atomic_write_text
 from train.checkpoint import CheckpointError, latest, load_train_state, prune, save_checkpoint, verify
-from train.config import RunConfig, load_run_config, validate_run
+from train.config import RunConfig, load_run_config, resolve_defaults, validate_run
 from train.data.loader import PackedCorpus, TokenWindows
 from train.graphed import GraphedFwdBwd
 from train.schedule import anneal_lr, lr_at
@@ -195,9 +197,10 @@ class Trainer:
         self.corpus = PackedCorpus(cfg.data.corpus_dir())
         cfg.model.vocab_size = self.corpus.vocab_size
         validate_run(cfg, self.dist.world)
+        resolve_defaults(cfg)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
-        self.resolved = dataclasses.asdict(cfg)
+        self.resolved = to_plain(dataclasses.asdict(cfg))  # enums as their values: JSON and checkpoints
         self.tokens_per_step = t.batch_size * t.seq_len
         self.total_steps = math.ceil(t.max_tokens / self.tokens_per_step)
         self.micro = t.micro_batch_size or t.batch_size // self.dist.world
@@ -219,6 +222,10 @@ class Trainer:
         self.resume_from = self._find_resume()  # may move an incompatible run aside (train.new_run=true)
         torch.manual_seed(t.seed)
         self.model = LM(cfg.model).to(self.device)
+        # before any step: each kernel that needs it checked on this device and dtype (fla's GDN backward)
+        self.kernel_checks = self.model.check_kernels(self.device, self.amp_dtype or torch.float32)
+        for line in self.kernel_checks:
+            log.info(line)
         self.optimizer = self._make_optimizer()
         self.step = 0
         if self.resume_from is not None:
@@ -462,7 +469,7 @@ def main(argv: list[str]) -> int:
         cfg = load_run_config(argv)
         trainer = Trainer(cfg)
         trainer.run()
-    except (ConfigError, CheckpointError, FileNotFoundError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, GDNKernelCheckError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLoss as exc:

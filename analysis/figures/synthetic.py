@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from analysis.evalset import EvalSet, TextTokenizer
+from evaluation.evalset import EvalSet, TextTokenizer
 
 LEXICON = {
     "DT": ["the", "a", "this", "every"], "NN": ["cat", "river", "house", "theory", "engine", "garden", "letter"],
@@ -146,7 +146,7 @@ def write_synthetic_results(results: Union[str, Path], archs=("transformer", "hy
     """A complete results/ tree (labels.parquet, filters.npz, scores/<arch>-s<seed>.npz, curves/*.jsonl)."""
     from analysis.categories.context import logprob_from_counts, unigram_counts
     from analysis.labels import run_labels
-    from analysis.scorefile import save_scores
+    from evaluation.scorefile import save_scores
 
     results = Path(results)
     ev = synthetic_evalset(n_docs_per_domain, units, seed)

@@ -6,7 +6,7 @@
     recall    associative recall: the value of a queried key among n pairs              level: n_pairs
 
 Generation (probeset.py) writes plain documents plus targets at character offsets; scoring (scoring.py) runs
-any model through `analysis.score.score` and reads the loss of the token that contains each target's first
+any model through `evaluation.scoring.score` and reads the loss of the token that contains each target's first
 character (a target split into several tokens is scored on its first token); compare.py and figures.py turn
 the per-target results into gap tables and figures. See docs/probes.md.
 """

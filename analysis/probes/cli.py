@@ -93,10 +93,11 @@ def _generate(args) -> int:
 def _score(args) -> int:
     import torch
 
-    from analysis.evalset import TextTokenizer
+    from evaluation.evalset import TextTokenizer
     from analysis.probes.probeset import ProbeSet
     from analysis.probes.scoring import save_results, score_probe_set
-    from analysis.score import code_version, default_dtype, load_for_scoring
+    from analysis.score import default_dtype, load_for_scoring
+    from evaluation.scorefile import code_version
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = default_dtype(args.dtype, device)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from analysis.evalset import read_jsonl, sha256_bytes
+from evaluation.evalset import read_jsonl, sha256_bytes
 from analysis.probes import brackets, entity, pronoun, recall
 from analysis.probes.base import count_pretokens, generate_docs
 from models.atomic import atomic_write_text

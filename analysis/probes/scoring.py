@@ -1,7 +1,7 @@
 """Score a model on the probe set through the same scorer as natural text, and keep one row per target.
 
 Every probe document is tokenized with the model's tokenizer (`EvalSet.from_docs`), every token is scored
-by `analysis.score.score`, and each target reads the token whose [start, end) span contains the target's
+by `evaluation.scoring.score`, and each target reads the token whose [start, end) span contains the target's
 first character. With a byte-level BPE that token usually carries the preceding space (" she", " 5"):
 expected, and the model still sees only the text before the token.
 
@@ -19,7 +19,7 @@ from typing import Union
 
 import numpy as np
 
-from analysis.evalset import EvalSet, TextTokenizer
+from evaluation.evalset import EvalSet, TextTokenizer
 from analysis.probes.probeset import ProbeSet
 from models.atomic import atomic_write_stream
 
@@ -86,9 +86,9 @@ def first_tokens(tokenizer: TextTokenizer, pairs: list[tuple[str, str]]) -> dict
 
 def score_probe_set(scorer, probes: ProbeSet, tokenizer: TextTokenizer, context_len: int, batch_size: int = 8,
                     device="cpu", dtype=None, progress: bool = False) -> tuple[dict, dict]:
-    """Score every probe document with `scorer` (see analysis.score.score). Returns (arrays, meta) for
+    """Score every probe document with `scorer` (see evaluation.scoring.score). Returns (arrays, meta) for
     ProbeResult; every document must fit one context window (a split document would lose its beginning)."""
-    from analysis.score import score
+    from evaluation.scoring import score
 
     ev = EvalSet.from_docs(probes.docs, tokenizer)
     lengths = np.diff(ev.doc_starts)

@@ -137,7 +137,7 @@ WORD = re.compile(r"\w+")
 _P = np.uint64(1099511628211)  # FNV prime: a rolling polynomial hash of word ids, mod 2^64
 
 
-def _gram_hashes(ids: np.ndarray) -> np.ndarray:
+def gram_hashes(ids: np.ndarray) -> np.ndarray:
     """Hashes of every run of NGRAM consecutive ids; runs containing id 0 (a word unknown to the index) dropped."""
     n = len(ids) - NGRAM + 1
     if n <= 0:
@@ -167,7 +167,7 @@ class NgramIndex:
         for d in docs:
             words = WORD.findall(d["text"].lower())
             ids = np.fromiter((self.vocab.setdefault(w, len(self.vocab) + 1) for w in words), np.uint64, len(words))
-            grams.append(_gram_hashes(ids))
+            grams.append(gram_hashes(ids))
         self.grams = np.unique(np.concatenate(grams)) if grams else np.zeros(0, np.uint64)
 
     def overlap(self, text: str) -> tuple[int, np.ndarray]:
@@ -175,7 +175,7 @@ class NgramIndex:
         words = WORD.findall(text.lower())
         n = max(0, len(words) - NGRAM + 1)
         ids = np.fromiter((self.vocab.get(w, 0) for w in words), np.uint64, len(words))
-        h = _gram_hashes(ids)
+        h = gram_hashes(ids)
         return n, h[contains(self.grams, h)]
 
 

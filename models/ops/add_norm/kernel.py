@@ -3,19 +3,16 @@
     s = x + y                                  (y: the previous branch's output; y = None: s is a copy of x)
     h = s * rsqrt(mean(s^2) + eps) * weight    (stored in out_dtype: bf16 under autocast, else s.dtype)
 
-Twin: `models.lm.add_rms_norm_torch` (x + y, then nn.RMSNorm; what LM runs on CPU). Parity:
+Twin: `reference.add_rms_norm_torch` beside this file (x + y, then nn.RMSNorm; what LM runs on CPU). Parity:
 `tests/test_norm_triton.py` (the Triton interpreter on CPU, so CI runs it; the compiled kernels on CUDA) and
 `scripts/gpu_check.py`.
 
 Why: the residual stream is float32 and the branches are bf16 under autocast. Traced, inductor fuses the add
 and the norm well, but the backward then casts the float32 residual gradient to bf16 for the branch's output
-projection in a kernel of its own (one per add: 23 a step at transformer `base`, ~50 us each on an H100,
-BENCHMARKS.md); it would not fuse the cast into its norm backward. Here the backward writes both: dx in x.dtype
-(the residual stream's gradient, with the gradient that arrived for s added) and dy in y.dtype. The forward
-hands h over in the dtype its consumer (a Linear under autocast) would cast it to, and saves s and rstd.
-Measured on an H100, same run against the traced twin (BENCHMARKS.md; 4 programs a SM then, 2 now): transformer
-`base` step 72.25 -> 71.04 ms, hybrid `small` 77.73 -> 76.09 ms; the kernels alone: forward at 2.9 TB/s, backward
-at 2.6-2.8 TB/s (results/gpu/norm_sweep.log).
+projection in a kernel of its own, one per add; it would not fuse the cast into its norm backward. Here the
+backward writes both: dx in x.dtype (the residual stream's gradient, with the gradient that arrived for s added)
+and dy in y.dtype. The forward hands h over in the dtype its consumer (a Linear under autocast) would cast it to,
+and saves s and rstd. Its gain over the traced twin and its bandwidth: BENCHMARKS.md.
 
 Backward: dx = ds + rstd * (w*dh - xhat * mean(xhat * w*dh)),  xhat = s * rstd;  dw = sum over rows dh * xhat,
 summed per program over its rows (a persistent grid of a few programs per SM), then over programs by torch.
@@ -33,8 +30,8 @@ from torch import Tensor
 
 # Rows of at most MAX_D columns are held in registers, BLOCK_M = TILE // next_pow2(d) rows a program (at least
 # one); the backward runs PROGRAMS_PER_SM persistent programs a SM. Fixed, no autotuning: every process runs the
-# same kernel. Within 1.1% of the best of 45 configs at the `small` and `base` shapes on an H100
-# (scripts/norm_sweep.py, results/gpu/norm_sweep.log); a tile of 8192 with 4 warps was slow (backward 1.5 TB/s).
+# same kernel. Within 1.1% of the best of 45 configs at the `small` and `base` shapes (scripts/norm_sweep.py,
+# BENCHMARKS.md); a tile of 8192 with 4 warps was slow.
 # Rows longer than TILE (d_model > 4096) run one a program and have not been timed.
 TILE, NUM_WARPS, PROGRAMS_PER_SM, MAX_D = 4096, 4, 2, 16384
 

@@ -2,8 +2,9 @@
 
     loss = mean over targets != -100 of (logsumexp(logits[i]) - logits[i, target[i]])
 
-Twin: `F.cross_entropy(lm_head(h).float(), targets)` (what `LM.forward` runs on CPU). Parity:
-`tests/test_ce_triton.py` (the Triton interpreter on CPU, so CI runs it; the compiled kernel on CUDA).
+Twin: `reference.linear_cross_entropy_torch` beside this file (F.cross_entropy of lm_head(h) in float32; what
+`LM.forward` runs on CPU). Parity: `tests/test_ce_triton.py` (the Triton interpreter on CPU, so CI runs it; the
+compiled kernel on CUDA).
 
 Why: the logits are the largest tensor of the step ((tokens, vocab), 2.1 GB in bf16 at `base`). Traced, the loss
 reads them once forward and once more backward, where it also writes their gradient. The loss is the last op of
@@ -12,9 +13,7 @@ forward (Liger-Kernel's trick): per row, it finds logsumexp and writes the gradi
 A row of up to MAX_ONE_TILE (32,768) columns is held in registers (16 warps above 16,384) and read once; a
 longer one is read twice in MAX_BLOCK pieces (online max and sum, then the gradient). The upstream scalar is
 applied to the two small GEMM outputs in the backward (dh, dW), not to the (tokens, vocab) gradient.
-Measured on an H100 (BENCHMARKS.md): against the traced twin in the same run, transformer step -0.5 ms at
-`base`, -1.3 ms at `small`, hybrid -0.6 and -1.6 ms (two-pass version); the kernel alone, one tile against
-two passes, 4.03 against 4.31 ms at the `small` shape (results/gpu/ce_one_tile.log).
+Its gain over the traced twin, and one tile against two passes: BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ from torch import Tensor
 
 IGNORE_INDEX = -100
 # A row of up to MAX_ONE_TILE columns is held in registers (one read of the logits); longer rows are read twice
-# in MAX_BLOCK pieces. MAX_ONE_TILE is the longest row measured (results/gpu/ce_one_tile.log): 64 columns a
-# thread at 16 warps; 8 warps (128 a thread) spilled and 32 were slower too.
+# in MAX_BLOCK pieces. MAX_ONE_TILE is the longest row measured (BENCHMARKS.md): 64 columns a thread at 16 warps;
+# 8 warps (128 a thread) spilled and 32 were slower too.
 MAX_ONE_TILE, MAX_BLOCK, NUM_WARPS = 32768, 4096, 8
 
 

@@ -1,26 +1,24 @@
-"""Mamba2's short causal depthwise conv (+ SiLU) as Triton kernels: one forward, a two-pass backward.
+"""The short causal depthwise conv (+ SiLU) of Mamba2 and GDN layers as Triton kernels: one forward, a two-pass
+backward.
 
     y[b, t, c] = silu(bias[c] + sum_k weight[c, k] * x[b, t - (K-1) + k, c])      (x = 0 before t = 0)
 
-Twin: `models.ssd.causal_conv1d_torch` (F.conv1d). Parity: `tests/test_conv_triton.py` (the Triton interpreter
-on CPU, so CI runs it; the compiled kernels on CUDA) and `scripts/gpu_check.py`.
+Twin: `reference.causal_conv1d_torch` beside this file (F.conv1d). Parity: `tests/test_conv_triton.py` (the Triton
+interpreter on CPU, so CI runs it; the compiled kernels on CUDA) and `scripts/gpu_check.py`.
 
 Why our own rather than fla's `causal_conv1d`: it needs only triton (a core dependency; fla is optional), uses
 fixed tiles, so every process runs the same kernel, and is registered as custom ops, so torch.compile keeps it
-in the graph. Device time of one layer forward + backward on an H100 (profiler, scripts/conv_sweep.py;
-BENCHMARKS.md): 0.72 ms at `small` and 0.51 ms at `base`, against fla's autotuned kernel 0.96 and 0.87 ms.
+in the graph. Its device time against fla's: BENCHMARKS.md.
 
 Backward: pass 1 recomputes the pre-activation from x (the K shifted tiles hit L1/L2) and writes
 g = dy * silu'(pre) in x.dtype, with the weight and bias gradients of its tile, from the float32 g (one float32
 (C, K) row per BLOCK_L positions, summed over tiles by torch); pass 2 is dx[t] = sum_m weight[K-1-m] g[t+m].
-g in x.dtype (bf16 under autocast) is what the twin hands its conv backward too (SiLU's bf16 gradient); a
-float32 g cost 0.09 ms more a layer at `small` (results/gpu/conv_sweep_modes.log). Rejected, both slower: one
-pass that recomputed the pre-activation K times per position (0.70 ms at `base`), and one pass over tiles that
-overlap by K-1 rows with the row shift done as 0/1 matrix products (0.99 against 0.72 ms at `small`;
-BENCHMARKS.md).
+g in x.dtype (bf16 under autocast) is what the twin hands its conv backward too (SiLU's bf16 gradient) and moves
+fewer bytes than a float32 g. Variants measured and rejected (one pass, overlapping tiles with the shift on the
+tensor cores): BENCHMARKS.md.
 
-Layout: x (b, l, c) with unit channel stride and any batch/time strides, so the strided view that Mamba2's
-in_proj split gives is read in place; y and dx come out contiguous. Computes in float32, stores in x.dtype.
+Layout: x (b, l, c) with unit channel stride and any batch/time strides, so the strided view that in_proj's
+split gives is read in place; y and dx come out contiguous. Computes in float32, stores in x.dtype.
 """
 from __future__ import annotations
 
@@ -32,9 +30,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-# Fixed, no autotuning: every process runs the same kernel. Chosen by device time on an H100 over 6 configs at
-# the hybrid `small` and `base` shapes (results/gpu/conv_device_time.log; again the best of the 6 with g in
-# bf16, conv_sweep_modes.log: 0.72 / 0.51 ms). Larger tiles with more warps were slower (64 x 64 x 4 warps).
+# Fixed, no autotuning: every process runs the same kernel. The best of 6 configs by device time at the hybrid
+# `small` and `base` shapes (scripts/conv_sweep.py; BENCHMARKS.md).
 BLOCK_L, BLOCK_C, NUM_WARPS = 32, 64, 2
 
 
@@ -130,7 +127,7 @@ def _strides(*tensors: Tensor) -> tuple:
     """Batch and time strides of each (b, l, c) tensor, divided by SM, then SM: the largest power of two up to
     16 that divides them all. Multiplied back by the constexpr SM inside the kernel, they tell Triton that rows
     start on SM-element boundaries, so it can issue vector loads. Without it a row stride that is not a multiple
-    of 16 (in_proj's width at `base`, 3352) is treated as arbitrary and every load is scalar."""
+    of 16 (e.g. a Mamba2 in_proj width of 3352) is treated as arbitrary and every load is scalar."""
     strides = [s for t in tensors for s in (t.stride(0), t.stride(1))]
     sm = 16
     while sm > 1 and any(s % sm for s in strides):
@@ -141,8 +138,7 @@ def _strides(*tensors: Tensor) -> tuple:
 # Custom ops rather than an autograd.Function: torch.compile keeps them in the graph as opaque calls instead of
 # breaking the graph around them. flexible_layout: the kernels take any batch and time strides, so inductor may
 # hand over its own layout. Without the tag it matched the strides of eager mode: inductor pads in_proj's output
-# rows (2320 -> 2368 columns at `small`) and copied the conv's input into eager's layout, forward and backward,
-# 0.23 ms a layer at `small` on an H100 (BENCHMARKS.md).
+# rows and copied the conv's input into eager's layout, forward and backward (BENCHMARKS.md).
 @torch.library.custom_op("tokengap::causal_conv1d_fwd", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def _conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: bool,
               block_l: int, block_c: int, num_warps: int) -> Tensor:

@@ -1,9 +1,8 @@
-"""Pure-PyTorch Mamba2 ops: the reference path (CPU, and anything without the Triton kernels).
+"""Mamba2's chunked state-space-dual scan in pure PyTorch: the reference path (CPU, and CUDA without mamba-ssm).
 
-- `ssd_chunked_torch`: the chunked state-space-dual scan (Mamba2 paper, Listing 1 / mamba_ssm `ssd_minimal`),
-  same arguments as mamba_ssm's `mamba_chunk_scan_combined`; any sequence length (padded internally).
-- `ssd_recurrent_naive`: the same map as a token-by-token recurrence; slow, obviously right, for tests.
-- `causal_conv1d_torch`, `gated_rms_norm_torch`: twins of causal-conv1d's and mamba_ssm's gated RMSNorm kernels.
+`ssd_chunked_torch` follows the Mamba2 paper, Listing 1 (mamba_ssm `ssd_minimal`), with the same arguments as
+mamba_ssm's `mamba_chunk_scan_combined`; any sequence length (padded internally). Kernel: `mamba_ssm.py` beside
+this file; the token-by-token recurrence it is tested against: `naive.py`.
 
 Notation: b batch, l sequence, h SSM heads, p head channels, g groups of B/C, n state size.
 """
@@ -86,46 +85,3 @@ def ssd_chunked_torch(
         y = y + x.to(ct) * (Dv[:, None] if Dv.dim() == 1 else Dv)
     y = y.to(x.dtype)
     return (y, final) if return_final_states else y
-
-
-def ssd_recurrent_naive(
-    x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
-    D: Optional[Tensor] = None, dt_bias: Optional[Tensor] = None, dt_softplus: bool = False,
-) -> Tensor:
-    """Token-by-token SSM recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t^T, y_t = h_t C_t + D x_t.
-
-    Same shapes as `ssd_chunked_torch`. O(l) Python steps: tests only."""
-    b, l, h, p = x.shape
-    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-    dt = _discretize_dt(dt, dt_bias, dt_softplus).to(ct)
-    xs, Bh, Ch, A = x.to(ct), _heads(B, h).to(ct), _heads(C, h).to(ct), A.to(ct)
-    state = torch.zeros(b, h, p, Bh.shape[-1], dtype=ct, device=x.device)
-    ys = []
-    for t in range(l):
-        dA = torch.exp(dt[:, t] * A)  # (b, h)
-        state = state * dA[..., None, None] + torch.einsum("bh,bhn,bhp->bhpn", dt[:, t], Bh[:, t], xs[:, t])
-        ys.append(torch.einsum("bhpn,bhn->bhp", state, Ch[:, t]))
-    y = torch.stack(ys, dim=1)
-    if D is not None:
-        Dv = D.to(ct)
-        y = y + xs * (Dv[:, None] if Dv.dim() == 1 else Dv)
-    return y.to(x.dtype)
-
-
-def causal_conv1d_torch(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: bool = True) -> Tensor:
-    """Depthwise causal conv over time, then SiLU. x: (b, l, c); weight: (c, k); bias: (c,). Returns (b, l, c)."""
-    l, k = x.shape[1], weight.shape[-1]
-    y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), bias, padding=k - 1, groups=weight.shape[0])[..., :l]
-    y = y.transpose(1, 2)
-    return F.silu(y) if activation else y
-
-
-def gated_rms_norm_torch(x: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
-    """RMSNorm(x * silu(z)) per group of `group_size` channels, times weight (mamba_ssm norm_before_gate=False).
-
-    x, z: (..., d); weight: (d,). Computed in float32, returned in x.dtype."""
-    dtype = x.dtype
-    y = x.float() * F.silu(z.float())
-    yg = y.unflatten(-1, (-1, group_size))
-    yg = yg * torch.rsqrt(yg.square().mean(-1, keepdim=True) + eps)
-    return (yg.flatten(-2) * weight.float()).to(dtype)

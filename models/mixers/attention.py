@@ -1,4 +1,5 @@
-"""Causal self-attention: RoPE, SDPA (flash on GPU), optional sliding window, QK-norm, grouped KV heads."""
+"""Causal self-attention (`attention`) and sliding-window attention (`swa`): RoPE, SDPA (flash on GPU),
+QK-norm, grouped KV heads."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.config import ModelConfig
+from models.mixers import MixerSpec, register
 
 
 def rope_tables(seqlen: int, head_dim: int, theta: float, device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
@@ -22,8 +23,8 @@ def rope_tables(seqlen: int, head_dim: int, theta: float, device, dtype=torch.fl
 @torch.compiler.disable
 def rope_tables_cached(seqlen: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
     """rope_tables (float32), computed once per (seqlen, head_dim, theta, device) and kept outside the compiled
-    graph. Traced, the tables were recomputed (cos/sin of every position) inside each fused RoPE kernel, forward
-    and backward: a quarter of the transformer `base` train step on an H100 (BENCHMARKS.md)."""
+    graph: traced, the tables were recomputed (cos/sin of every position) inside each fused RoPE kernel, forward
+    and backward (BENCHMARKS.md)."""
     return _rope_tables_cache(seqlen, head_dim, theta, torch.device(device))
 
 
@@ -61,7 +62,7 @@ def attention_math_reference(q: Tensor, k: Tensor, v: Tensor, window: Optional[i
 class Attention(nn.Module):
     """x: (batch, seqlen, d_model) -> (batch, seqlen, d_model)."""
 
-    def __init__(self, cfg: ModelConfig, window: Optional[int] = None):
+    def __init__(self, cfg, window: Optional[int] = None):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
         self.window = window
@@ -71,7 +72,7 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], ops=None) -> Tensor:
         b, l, _ = x.shape
         h, kv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         qk, v = self.wqkv(x).split([(h + kv) * hd, kv * hd], dim=-1)
@@ -80,8 +81,7 @@ class Attention(nn.Module):
             q, k = qk.split([h, kv], dim=2)
             qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
         # One RoPE over q and k together, not one each: compiled, the backward of two separate RoPEs fuses into
-        # the concatenation of dq, dk, dv as one kernel with a masked load per branch, 0.67 ms a layer at `base`
-        # on an H100; this way it is two plain kernels of 0.18 ms (BENCHMARKS.md).
+        # the concatenation of dq, dk, dv as one kernel with a masked load per branch (BENCHMARKS.md).
         q, k = apply_rope(qk, *rope).split([h, kv], dim=2)
         v = v.view(b, l, kv, hd)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, heads, l, head_dim)
@@ -92,3 +92,56 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(l, self.window, x.device),
                                                enable_gqa=gqa)
         return self.wo(y.transpose(1, 2).reshape(b, l, h * hd))
+
+
+# ---- registration -------------------------------------------------------------------------------------------
+def num_params(cfg) -> int:
+    return (cfg.d_model * (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim + cfg.n_heads * cfg.head_dim * cfg.d_model
+            + (2 * cfg.head_dim if cfg.qk_norm else 0))
+
+
+def keys_attended(seq_len: int, window: Optional[int]) -> float:
+    """Mean number of keys a query attends to over a causal context of seq_len (within the window, if any)."""
+    w = seq_len if window is None else min(window, seq_len)
+    return (w * (w + 1) / 2 + (seq_len - w) * w) / seq_len
+
+
+def _flops(window_of):
+    def flops_per_token(cfg, seq_len: int) -> float:
+        """QK^T and AV: 2 x 2 x head_dim x heads per key attended, forward; x3 with the backward."""
+        return 3 * 4 * cfg.n_heads * cfg.head_dim * keys_attended(seq_len, window_of(cfg))
+    return flops_per_token
+
+
+def _check_heads(cfg) -> None:
+    from models.config import ConfigError
+    if cfg.d_model % cfg.n_heads != 0:
+        raise ConfigError(f"model.n_heads: {cfg.n_heads} heads do not divide model.d_model={cfg.d_model}")
+    if cfg.head_dim % 2 != 0:
+        raise ConfigError(f"model.n_heads: head_dim={cfg.head_dim} must be even for RoPE")
+    if cfg.n_heads % cfg.kv_heads != 0:
+        raise ConfigError(f"model.n_kv_heads: {cfg.kv_heads} KV heads do not divide model.n_heads={cfg.n_heads}")
+
+
+def _check_window(cfg) -> None:
+    from models.config import ConfigError
+    _check_heads(cfg)
+    if cfg.window is not None and cfg.window < 1:
+        raise ConfigError(f"model.window: 'swa' layers need a positive window (tokens), got {cfg.window}")
+
+
+def _describe(module, ops) -> str:
+    return "torch-sdpa" + (f" window={module.window}" if module.window else "")
+
+
+def _build_swa(cfg, layer_idx):
+    from models.config import ConfigError
+    if cfg.window is None:
+        raise ConfigError("model.window: not set ('swa' layers; a training run sets it to half of train.seq_len)")
+    return Attention(cfg, window=cfg.window)
+
+
+register(MixerSpec("attention", lambda cfg, i: Attention(cfg), num_params, _flops(lambda cfg: None), _check_heads,
+                   _describe, attention=True, doc="causal softmax attention, RoPE, SDPA"))
+register(MixerSpec("swa", _build_swa, num_params, _flops(lambda cfg: cfg.window), _check_window, _describe,
+                   attention=True, doc="sliding-window attention (model.window tokens, the current one included)"))

@@ -1,0 +1,83 @@
+"""The gated delta rule (Gated DeltaNet, Yang et al., ICLR 2025) in chunks, pure PyTorch: the CPU path and the
+reference of the fla kernel (`fla.py` beside this file). Tested against the token-by-token recurrence in
+`naive.py` in float64, values and gradients (tests/test_gdn.py).
+
+Per head, with state S (K x V), decay a_t = exp(g_t) and write strength beta_t:
+
+    S_t = a_t S_{t-1} + k_t (beta_t (v_t - a_t S_{t-1}^T k_t))^T,      o_t = S_t^T (scale q_t)
+
+Within a chunk of C tokens starting from state S_0, write G_i = g_1 + ... + g_i (log decay since the chunk began).
+The corrected values u'_j = beta_j (v_j - (prediction of v_j)) solve a unit lower-triangular system (the WY
+representation, DeltaNet, Yang et al. 2024):
+
+    (I + A) U' = beta V - (beta e^G K) S_0,      A_ji = beta_j (k_j . k_i) e^{G_j - G_i}   (i < j)
+
+so U' = u - w S_0 with u = (I + A)^-1 beta V and w = (I + A)^-1 beta e^G K, both computed for every chunk at once;
+then per chunk, in order,
+
+    O   = (scale q e^G) S_0 + ((scale Q K^T) o e^{G_i - G_j}, j <= i) U'
+    S_C = e^{G_C} S_0 + (K e^{G_C - G})^T U'
+
+Every exponent is <= 0 (g <= 0), so nothing overflows. Only the pass over chunks is sequential.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Optional[float] = None,
+                      chunk_size: int = 64, initial_state: Optional[Tensor] = None,
+                      return_final_state: bool = False):
+    """Chunked gated delta rule.
+
+    q, k: (b, l, h, K) (L2-normalised by the caller); v: (b, l, h, V); g: (b, l, h) log decay (<= 0);
+    beta: (b, l, h); scale: multiplies q (default K^-0.5); initial_state: (b, h, K, V).
+    Returns o: (b, l, h, V) in q.dtype (and the final state (b, h, K, V) if asked); computes in float32, or float64
+    when q is float64."""
+    b, l, h, dk = q.shape
+    dv, out_dtype = v.shape[-1], q.dtype
+    ct = torch.float64 if q.dtype == torch.float64 else torch.float32
+    scale = dk ** -0.5 if scale is None else scale
+    C = chunk_size
+    pad = (-l) % C
+    # (b, h, l, .) in the compute dtype; padded steps (g = 0, beta = 0, k = v = q = 0) come after every real one
+    # and neither decay nor write the state
+    q, k, v = (F.pad(t.transpose(1, 2).to(ct), (0, 0, 0, pad)) for t in (q, k, v))
+    g, beta = (F.pad(t.transpose(1, 2).to(ct), (0, pad)) for t in (g, beta))
+    n = (l + pad) // C
+    q, k, v = (t.reshape(b, h, n, C, -1) for t in (q, k, v))
+    G = g.reshape(b, h, n, C).cumsum(-1)  # (b, h, n, C)
+    beta = beta.reshape(b, h, n, C, 1)
+
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    pair = torch.exp((G[..., :, None] - G[..., None, :]).masked_fill(~causal, -torch.inf))  # e^{G_i - G_j}, j <= i
+    kb = k * beta
+    A = ((kb @ k.transpose(-1, -2)) * pair).tril(-1)  # strictly lower: the diagonal of I + A is 1
+    eG = G.exp()[..., None]
+    # unitriangular: solve_triangular reads A's strict lower triangle and takes the diagonal as 1, i.e. I + A
+    u = torch.linalg.solve_triangular(A, v * beta, upper=False, unitriangular=True)
+    w = torch.linalg.solve_triangular(A, kb * eG, upper=False, unitriangular=True)
+    attn = (q @ k.transpose(-1, -2)) * pair * scale  # (b, h, n, C, C), j <= i
+    q_in = q * eG * scale  # reads the incoming state
+    G_end = G[..., -1:]  # (b, h, n, 1)
+    k_out = k * torch.exp(G_end - G)[..., None]  # writes the outgoing state
+
+    S = torch.zeros(b, h, dk, dv, dtype=ct, device=q.device) if initial_state is None else initial_state.to(ct)
+    outs = []
+    for c in range(n):
+        v_new = u[:, :, c] - w[:, :, c] @ S
+        outs.append(q_in[:, :, c] @ S + attn[:, :, c] @ v_new)
+        S = S * torch.exp(G_end[:, :, c])[..., None] + k_out[:, :, c].transpose(-1, -2) @ v_new
+    o = torch.stack(outs, dim=2).reshape(b, h, n * C, dv)[:, :, :l].transpose(1, 2).to(out_dtype)
+    return (o, S) if return_final_state else o
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """x / sqrt(sum(x^2) + eps) over the last dim, in float32 (fla's l2norm, use_qk_l2norm_in_kernel), returned in
+    x.dtype."""
+    xf = x.float() if x.dtype != torch.float64 else x
+    return (xf * torch.rsqrt(xf.square().sum(-1, keepdim=True) + eps)).to(x.dtype)

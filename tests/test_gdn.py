@@ -1,0 +1,251 @@
+"""Gated DeltaNet: the chunked twin against the token-by-token recurrence (float64, values and every gradient),
+the recurrence against transformers' own, our layer against transformers' OlmoHybridGatedDeltaNet with the same
+weights, and the fla custom ops and their backward check wired to a twin-backed stand-in (CPU)."""
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import ModelConfig
+from models.mixers.gdn import GatedDeltaNet, from_hf_state_dict, to_hf_state_dict
+from models.ops.gdn.naive import gdn_recurrent_naive
+from models.ops.gdn.reference import gdn_chunked_torch, l2_normalize
+
+
+def _inputs(b, l, h, dk, dv, neg_eigval=True, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)  # noqa: E731
+    q, k = l2_normalize(r(b, l, h, dk)), l2_normalize(r(b, l, h, dk))
+    g = -F.softplus(r(b, l, h))  # log decay, some near 0 and some strong
+    beta = torch.sigmoid(r(b, l, h)) * (2.0 if neg_eigval else 1.0)
+    return dict(q=q, k=k, v=r(b, l, h, dv), g=g, beta=beta)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16, 64])
+@pytest.mark.parametrize("seqlen", [1, 13, 64, 100])
+@pytest.mark.parametrize("neg_eigval", [False, True])
+def test_chunked_equals_naive_recurrence(chunk, seqlen, neg_eigval):
+    a = _inputs(2, seqlen, 3, 5, 7, neg_eigval, seed=seqlen * 7 + chunk)
+    s0 = torch.randn(2, 3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    want, S_want = gdn_recurrent_naive(**a, initial_state=s0, return_final_state=True)
+    got, S_got = gdn_chunked_torch(**a, chunk_size=chunk, initial_state=s0, return_final_state=True)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(S_got, S_want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk,seqlen,neg_eigval", [(8, 21, True), (16, 16, False), (64, 37, True)])
+def test_chunked_gradients_equal_naive(chunk, seqlen, neg_eigval):
+    a = _inputs(1, seqlen, 2, 4, 6, neg_eigval, seed=3)
+    dy = torch.randn(1, seqlen, 2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for fn in (gdn_recurrent_naive, lambda **kw: gdn_chunked_torch(**kw, chunk_size=chunk)):
+        leaves = {n: t.clone().requires_grad_(True) for n, t in a.items()}
+        (fn(**leaves) * dy).sum().backward()
+        grads.append({n: t.grad for n, t in leaves.items()})
+    for n in a:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-9, atol=1e-9, msg=f"grad of {n}")
+
+
+def test_naive_recurrence_equals_transformers_own():
+    """An independent reference: transformers' torch_recurrent_gated_delta_rule (it L2-normalises inside)."""
+    pytest.importorskip("transformers")
+    from transformers.models.olmo_hybrid.modeling_olmo_hybrid import torch_recurrent_gated_delta_rule
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 30, 3, 8, generator=gen), torch.randn(2, 30, 3, 8, generator=gen)
+    v, g = torch.randn(2, 30, 3, 16, generator=gen), -torch.rand(2, 30, 3, generator=gen)
+    beta = 2 * torch.rand(2, 30, 3, generator=gen)
+    want, _ = torch_recurrent_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm_in_kernel=True)
+    got = gdn_recurrent_naive(l2_normalize(q), l2_normalize(k), v, g, beta)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _gdn_cfg(**gdn) -> ModelConfig:
+    cfg = ModelConfig(d_model=64, n_heads=4, n_layers=1, pattern=["gdn"], vocab_size=16)
+    for k, v in gdn.items():
+        setattr(cfg.gdn, k, v)
+    return cfg
+
+
+def test_layer_dims_follow_olmo_hybrid_ratios():
+    layer = GatedDeltaNet(_gdn_cfg())
+    assert (layer.n_heads, layer.n_v_heads, layer.head_dim, layer.v_head_dim) == (4, 4, 12, 24)  # 0.75 * 64 / 4
+    assert layer.conv1d.bias is None and layer.conv1d.kernel_size == (4,)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fla") is not None,
+                    reason="transformers' layer would call fla's Triton kernels, which need CUDA")
+@pytest.mark.parametrize("neg_eigval", [True, False])
+def test_layer_equals_transformers_olmo_hybrid_layer_with_the_same_weights(neg_eigval):
+    """Our GDN layer and transformers' OlmoHybridGatedDeltaNet (its torch path) map x to the same output and
+    gradients once from_hf_state_dict has mapped the weights: the parameterisations agree."""
+    pytest.importorskip("transformers")
+    from transformers import OlmoHybridConfig
+    from transformers.models.olmo_hybrid.modeling_olmo_hybrid import OlmoHybridGatedDeltaNet
+    hc = OlmoHybridConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, vocab_size=16,
+                          intermediate_size=128, linear_allow_neg_eigval=neg_eigval)
+    torch.manual_seed(0)
+    theirs = OlmoHybridGatedDeltaNet(hc, layer_idx=0).double()
+    with torch.no_grad():
+        for p in theirs.parameters():  # non-trivial values everywhere (the norm weight is ones at init)
+            p.add_(0.05 * torch.randn_like(p))
+    ours = GatedDeltaNet(_gdn_cfg(allow_neg_eigval=neg_eigval, chunk_size=16)).double()
+    ours.load_state_dict(from_hf_state_dict(theirs.state_dict()))
+    back = to_hf_state_dict(ours)  # and back: the two mappings are inverses
+    assert back.keys() == theirs.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in theirs.state_dict().items())
+    x = torch.randn(2, 37, 64, dtype=torch.float64)
+    outs = []
+    for layer in (theirs, ours):
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        y.square().sum().backward()
+        outs.append((y.detach(), xi.grad))
+    # transformers' chunked rule and gated norm compute in float32 whatever the input dtype: compare at that level
+    # (a parameterisation difference, e.g. the gate before the norm or beta not doubled, is of order 1e-1)
+    for what, ours_t, theirs_t in (("output", outs[1][0], outs[0][0]), ("dx", outs[1][1], outs[0][1])):
+        rel = float((ours_t - theirs_t).norm() / theirs_t.norm())
+        assert rel < 1e-5, (what, rel)
+
+
+def test_grouped_value_heads_repeat_each_key_head():
+    """n_v_heads = 2 n_heads: value heads 2i and 2i+1 read key head i (as transformers' repeat_interleave)."""
+    layer = GatedDeltaNet(_gdn_cfg(n_v_heads=8)).double()
+    assert (layer.n_heads, layer.n_v_heads) == (4, 8)
+    x = torch.randn(1, 9, 64, dtype=torch.float64)
+    seen = {}
+
+    def spy(q, k, v, g, beta, chunk_size):
+        seen["q"] = q
+        return gdn_chunked_torch(q, k, v, g, beta, chunk_size=chunk_size)
+    ops = types.SimpleNamespace(gdn=spy, conv=__import__("models.ops.conv.reference", fromlist=["x"]).causal_conv1d_torch,
+                                gated_norm=__import__("models.ops.gated_norm.reference", fromlist=["x"]).gated_rms_norm_torch)
+    layer(x, None, ops)
+    q = seen["q"]
+    assert q.shape[2] == 8 and torch.equal(q[:, :, 0], q[:, :, 1]) and not torch.equal(q[:, :, 1], q[:, :, 2])
+
+
+# ---- the fla custom ops, wired to a twin-backed stand-in ------------------------------------------------------
+def _stand_in(guard_flag: bool, bug: float = 0.0):
+    """fla's namespace (fwd, bwd, guard_module, version) computed by the twin, with fla's return layout; `bug`
+    scales dk by (1 + bug) in the backward (a planted miscompile)."""
+    def cum(g, C):
+        b, l, h = g.shape
+        pad = (-l) % C
+        return F.pad(g, (0, 0, 0, pad)).reshape(b, -1, C, h).cumsum(2).reshape(b, -1, h)[:, :l]
+
+    def fwd(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size=64):
+        o = gdn_chunked_torch(q, k, v, g, beta, scale, chunk_size)
+        A = torch.zeros(*k.shape[:3], chunk_size, dtype=k.dtype)
+        return cum(g.float(), chunk_size), o, A, None, None, None
+
+    def grads(q, k, v, g_cum, beta, scale, do, chunk_size):
+        b, l, h = g_cum.shape
+        pad = (-l) % chunk_size
+        gc = F.pad(g_cum, (0, 0, 0, pad)).reshape(b, -1, chunk_size, h)
+        g = torch.cat([gc[:, :, :1], gc.diff(dim=2)], dim=2).reshape(b, -1, h)[:, :l]
+        leaves = [t.detach().requires_grad_(True) for t in (q, k, v, g, beta)]
+        o = gdn_chunked_torch(*leaves, scale, chunk_size)
+        dq, dk, dv, dg, db = torch.autograd.grad(o, leaves, do)
+        return dq, dk * (1 + bug), dv, db, dg
+
+    def bwd(q, k, v, g_cum, beta, A, scale, initial_state, do, dht, chunk_size=64):
+        # a custom op's body runs below the autograd dispatch key (thread-local): differentiate in a fresh thread
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            dq, dk, dv, db, dg = pool.submit(grads, q, k, v, g_cum, beta, scale, do, chunk_size).result()
+        return dq, dk, dv, db, dg, None, None, None
+
+    guard = types.SimpleNamespace(TRITON_ABOVE_3_7_1=guard_flag, IS_NVIDIA_HOPPER=True, TRITON_ABOVE_3_4_0=True)
+    return types.SimpleNamespace(fwd=fwd, bwd=bwd, guard_module=guard, version="0.fake")
+
+
+@pytest.fixture
+def fla_stand_in(monkeypatch):
+    from models.ops.gdn import fla
+    monkeypatch.setattr(fla, "_passed", {})
+
+    def install(guard_flag=False, bug=0.0):
+        ns = _stand_in(guard_flag, bug)
+        monkeypatch.setattr(fla, "fla_gated_delta_rule", lambda: (ns, ""))
+        return ns
+    return fla, install
+
+
+def test_fla_custom_op_matches_twin_passes_opcheck_and_compiles_in_one_graph(fla_stand_in):
+    fla, install = fla_stand_in
+    install(guard_flag=True)  # no guard in force: the backward runs unchecked, as on a GPU fla does not guard
+    a = _inputs(2, 40, 3, 8, 16, seed=5, dtype=torch.float32)
+    dy = torch.randn(2, 40, 3, 16)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_(True) for t in a.values()]
+        y = fn(*leaves)
+        y.backward(dy)
+        return [y] + [t.grad for t in leaves]
+
+    twin = run(lambda *x: gdn_chunked_torch(*x, chunk_size=16))
+    op = run(lambda *x: fla.chunk_gdn_fla(*x, chunk_size=16))
+    compiled = run(torch.compile(lambda *x: fla.chunk_gdn_fla(*x, chunk_size=16) * 2.0, backend="aot_eager",
+                                 fullgraph=True))
+    for name, o, c, r in zip("o dq dk dv dg dbeta".split(), op, compiled, twin):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5, msg=f"op {name}")
+        torch.testing.assert_close(c, 2.0 * r, rtol=1e-5, atol=1e-5, msg=f"compiled {name}")
+    q, k, v, g, beta = a.values()
+    torch.library.opcheck(torch.ops.tokengap.gdn_fwd.default, (q, k, v, g, beta, 8 ** -0.5, 16))
+
+
+def test_guarded_backward_runs_only_after_the_check_and_restores_the_flag(fla_stand_in):
+    fla, install = fla_stand_in
+    ns = install(guard_flag=False)  # fla would refuse: Hopper and triton < 3.7.1
+    a = _inputs(1, 20, 2, 8, 16, seed=6, dtype=torch.float32)
+    leaves = [t.clone().requires_grad_(True) for t in a.values()]
+    out = fla.chunk_gdn_fla(*leaves, chunk_size=16)
+    with pytest.raises(fla.GDNKernelCheckError, match="check_backward has not passed"):
+        out.sum().backward()
+    errs = fla.check_backward(8, 16, torch.float32, torch.device("cpu"), chunk_size=16)
+    assert set(errs) == {"output", "dq", "dk", "dv", "dg", "dbeta"} and max(errs.values()) < 1e-5
+    leaves = [t.clone().requires_grad_(True) for t in a.values()]
+    fla.chunk_gdn_fla(*leaves, chunk_size=16).sum().backward()
+    assert all(t.grad is not None for t in leaves)
+    assert ns.guard_module.TRITON_ABOVE_3_7_1 is False  # lifted only around our call
+    # another head dim has not been checked
+    b = _inputs(1, 20, 2, 4, 16, seed=6, dtype=torch.float32)
+    leaves = [t.clone().requires_grad_(True) for t in b.values()]
+    with pytest.raises(fla.GDNKernelCheckError):
+        fla.chunk_gdn_fla(*leaves, chunk_size=16).sum().backward()
+
+
+def test_check_refuses_a_wrong_backward_in_one_line(fla_stand_in):
+    fla, install = fla_stand_in
+    install(guard_flag=False, bug=0.05)  # dk 5% off: the kind of error fla #640 reported
+    with pytest.raises(fla.GDNKernelCheckError) as err:
+        fla.check_backward(8, 16, torch.float32, torch.device("cpu"), chunk_size=16)
+    msg = str(err.value)
+    assert "dk is off" in msg and "\n" not in msg and "K=8, V=16" in msg
+    assert not fla.checks_passed()
+
+
+def test_lm_check_kernels_runs_the_check_once_per_shape(fla_stand_in, monkeypatch):
+    """LM.check_kernels asks each GDN layer's check; with the fla path resolved (here: forced), one check for the
+    shared head dims of all layers, reported in one line."""
+    from models import LM
+    from models.kernels import MixerOps
+    from models.mixers import gdn as gdn_mixer
+    fla, install = fla_stand_in
+    install(guard_flag=False)
+    cfg = ModelConfig(d_model=64, n_heads=4, n_layers=3, pattern=["gdn", "gdn", "attention"], vocab_size=16)
+    cfg.gdn.chunk_size = 16
+    model = LM(cfg)
+    ops = MixerOps(gdn=fla.chunk_gdn_fla, names=(("gdn", "fla-triton 0.fake"),))
+    monkeypatch.setattr("models.lm.mixer_ops", lambda *a: ops)
+    calls = []
+    real = fla.check_backward
+    monkeypatch.setattr(fla, "check_backward", lambda *a, **k: calls.append(a) or real(*a, **k))
+    lines = model.check_kernels(torch.device("cpu"), torch.float32)
+    assert len(lines) == 1 and "gdn kernel check" in lines[0]
+    assert [c[:2] for c in calls] == [(12, 24), (12, 24)]  # asked per layer, computed once (cached)
+    assert gdn_mixer.check(model.blocks[0].mixer, None, torch.device("cpu"), torch.float32) is None
