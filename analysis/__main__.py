@@ -38,7 +38,12 @@ def main(argv: list[str]) -> int:
             if exc.name != module:
                 raise
     args = parser.parse_args(argv)
-    return importlib.import_module(args.module).run(args)
+    from analysis.errors import AnalysisError
+    try:
+        return importlib.import_module(args.module).run(args)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -73,10 +73,10 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
         info = read_config(model)
         lm = from_pretrained(model, device=device, kernels=kernels).eval()
         return LoadedModel(ZooScorer(lm), name or info.get("run") or run_name(model), info, None, lm)
-    from transformers import AutoModelForCausalLM
+    from analysis.hf import load
 
-    lm = AutoModelForCausalLM.from_pretrained(hf, torch_dtype=dtype).to(device).eval()
-    return LoadedModel(HFScorer(lm), name or hf, {}, TextTokenizer.from_hf(hf), lm)
+    lm, path = load(hf, device, dtype)
+    return LoadedModel(HFScorer(lm), name or hf, {}, TextTokenizer.from_hf(path), lm)
 
 
 def default_dtype(arg: Optional[str], device: torch.device) -> torch.dtype:

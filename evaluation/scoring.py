@@ -39,7 +39,7 @@ class HFScorer:
             raise ValueError("logit soft-capping is not supported by the chunked scorer")
 
     def __call__(self, inputs, targets, chunk_tokens):
-        h = self.decoder(input_ids=inputs).last_hidden_state
+        h = self.decoder(input_ids=inputs, use_cache=False).last_hidden_state  # no cache to fill: scoring only
         return chunked_cross_entropy(h, self.head.weight, targets, chunk_tokens, bias=self.head.bias,
                                      return_correct=True)
 
@@ -47,7 +47,8 @@ class HFScorer:
 # ---- scoring ------------------------------------------------------------------------------------------
 def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, device: Union[str, torch.device] = "cpu",
           dtype: Optional[torch.dtype] = None, chunk_tokens: int = 8192, progress: bool = True,
-          pad_multiple: int = 256, pad_batch: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
+          pad_multiple: int = 256, pad_batch: Optional[bool] = None,
+          max_batch_tokens: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Score every eval token once (docs/formats.md, "Contexts"). Returns loss (N,) float32, correct (N,) bool.
 
     Windows are batched by length (longest first) and right-padded with ignored targets to a multiple of
@@ -57,7 +58,8 @@ def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, devic
     pad_batch (default: on CUDA): every batch gets `batch_size` rows (the last, short one is padded with ignored
     rows) and at least 2 * pad_multiple columns. Triton specialises a kernel on integer arguments that are 1 or
     not a multiple of 16 (a batch of 19 rows; one SSD chunk of 256): each new case compiled mamba-ssm's kernels
-    afresh inside the first pass (BENCHMARKS.md)."""
+    afresh inside the first pass (BENCHMARKS.md). max_batch_tokens: at most this many (padded) tokens a batch, so
+    batches of short windows hold more rows (up to batch_size) than batches of long ones."""
     device = torch.device(device)
     pad_batch = device.type == "cuda" if pad_batch is None else pad_batch
     min_len = 2 * pad_multiple if pad_batch else 0
@@ -75,11 +77,13 @@ def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, devic
     from torch.nn.attention import SDPBackend, sdpa_kernel
     backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     with torch.inference_mode(), autocast, sdpa_kernel(backends):
-        for i in range(0, len(wins), batch_size):
-            batch = wins[i:i + batch_size]
-            L = -(-batch[0][2] // pad_multiple) * pad_multiple if pad_multiple else batch[0][2]
-            L = min(max(L, min_len), context_len)
-            rows = batch_size if pad_batch else len(batch)
+        i = 0
+        while i < len(wins):
+            L = -(-wins[i][2] // pad_multiple) * pad_multiple if pad_multiple else wins[i][2]
+            L = min(max(L, min_len), context_len)  # the longest window of the batch, padded
+            size = batch_size if not max_batch_tokens else max(1, min(batch_size, max_batch_tokens // L))
+            batch, i = wins[i:i + size], i + size
+            rows = size if pad_batch else len(batch)
             inputs = torch.full((rows, L), evalset.eot_id, dtype=torch.long)
             targets = torch.full((rows, L), -100, dtype=torch.long)
             for r, (d, s, n) in enumerate(batch):

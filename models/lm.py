@@ -18,7 +18,7 @@ from torch import Tensor
 from models import mixers
 from models.config import ModelConfig, resolve_layers, validate
 from models.kernels import KernelChoice, MixerOps, loss_kernel, mixer_ops, norm_kernel
-from models.mixers.attention import rope_tables_cached
+from models.mixers.attention import rope_tables_cached, window_block_mask
 from models.ops.add_norm.reference import add_rms_norm_torch, autocast_dtype, fused_add_rms_norm
 from models.ops.ce.reference import chunked_cross_entropy, linear_cross_entropy_torch
 
@@ -70,6 +70,7 @@ class LM(nn.Module):
         self.kernels = kernels or KernelChoice(scans=str(getattr(cfg.kernels, "value", cfg.kernels)))
         # the MixerOps fields the layers run (none for a pure transformer)
         self.needs = tuple(dict.fromkeys(op for m in self.layer_types for op in mixers.get(m).ops))
+        self.window = cfg.window if "swa" in self.layer_types else None  # FlexAttention's, when compiled on CUDA
         self.last_ops: Optional[MixerOps] = None  # what the last forward ran, for kernel_report
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg, m, i) for i, m in enumerate(self.layer_types))
@@ -99,7 +100,10 @@ class LM(nn.Module):
     def hidden_states(self, input_ids: Tensor) -> Tensor:
         """(b, l) -> final-normed hidden states (b, l, d_model); in the autocast dtype where the fused norm runs
         (CUDA), else in the residual stream's dtype."""
-        rope = rope_tables_cached(input_ids.shape[1], self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
+        l = input_ids.shape[1]
+        rope = rope_tables_cached(l, self.cfg.head_dim, self.cfg.rope_theta, input_ids.device)
+        if self.window is not None and self.window < l and input_ids.is_cuda and torch.compiler.is_compiling():
+            rope = (*rope, window_block_mask(l, self.window, input_ids.device))  # swa layers run FlexAttention
         ops = self._mixer_ops(input_ids.device)
         add_norm = self._add_norm(input_ids.device)
         x, y = self.embed(input_ids), None

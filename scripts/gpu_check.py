@@ -5,7 +5,8 @@
 1. Our Mamba2 layer on the Triton path (mamba-ssm kernels) vs the same layer on the reference path.
 2. Our Mamba2 layer vs mamba-ssm's stock `Mamba2` (use_mem_eff_path=False) loaded with the same state dict.
 3. Attention: SDPA (flash / memory-efficient) vs the float32 math reference, with and without a window.
-4. A whole hybrid LM: Triton path vs reference path; and a compiled train step vs the same step eager.
+4. A whole hybrid LM: Triton path vs reference path; and a compiled train step vs the same step eager; a
+   transformer_swa LM's compiled step (FlexAttention for the window) vs eager (SDPA with the mask).
 5. The causal convs (ours, fla's) vs F.conv1d.
 6. The training loss: our Triton linear cross-entropy vs lm_head + F.cross_entropy (loss, every gradient).
 7. The residual add + RMSNorm: our Triton kernels vs x + y and nn.RMSNorm, in a hybrid train step (loss, every
@@ -248,6 +249,19 @@ def check_compiled_step(device):
         record_step("hybrid LM train step: compiled vs eager", dtype, comp, eager)
 
 
+def check_swa_compiled_step(device):
+    """A transformer_swa LM's train step compiled (swa layers on FlexAttention with a block mask) vs the same step
+    eager (SDPA with the boolean window mask): loss and every parameter's gradient. Window 256 of 1024 tokens."""
+    torch.manual_seed(0)
+    model = LM(ModelConfig(name="transformer_swa", n_layers=4, d_model=512, n_heads=8, n_kv_heads=4,
+                           pattern=["swa"] * 3 + ["attention"], window=256, mlp_ratio=3.5, vocab_size=1024)).to(device)
+    ids = torch.randint(0, 1024, (2, 1025), device=device)
+    compiled = torch.compile(model)
+    for dtype in (torch.float32, torch.bfloat16):
+        eager, comp = (_step(model, ids[:, :-1], ids[:, 1:], dtype, fwd) for fwd in (model, compiled))
+        record_step("swa LM train step: compiled (flex) vs eager (sdpa mask)", dtype, comp, eager)
+
+
 def _with_and_without(check, off: KernelChoice, model, ids, targets):
     """record_step of the model with the default kernels (ours) against `off` (the twin), fp32 and bf16."""
     for dtype in (torch.float32, torch.bfloat16):
@@ -390,6 +404,7 @@ def main() -> int:
         print(f"mamba-ssm unavailable ({why}): stock-Mamba2 comparison skipped")
     report += run("hybrid LM", check_lm, device) or []
     run("compiled train step", check_compiled_step, device)
+    run("swa compiled train step", check_swa_compiled_step, device)
     run("training loss", check_loss, device)
     run("add + RMSNorm", check_add_norm, device)
     run("gdn layer", check_gdn, device, x)

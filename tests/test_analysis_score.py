@@ -61,6 +61,10 @@ def test_scorer_mean_equals_the_training_loss_on_the_same_tokens(tokenizer):
                              pad_multiple=8, pad_batch=True)
     np.testing.assert_allclose(padded, loss, rtol=1e-5, atol=1e-6)
     assert (pcorrect == correct).all()
+    # a token budget a batch (more rows of short windows, fewer of long ones): same scores
+    budget, _ = score(ZooScorer(model), ev, T, batch_size=4, progress=False, chunk_tokens=17, pad_multiple=8,
+                      max_batch_tokens=40)
+    np.testing.assert_allclose(budget, loss, rtol=1e-5, atol=1e-6)
 
 
 def test_a_hugging_face_causal_lm_scores(tokenizer, tmp_path):

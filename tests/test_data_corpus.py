@@ -102,6 +102,24 @@ def test_pack_then_unpack_reproduces_train_bin(corpus, tmp_path):
         assert (out / rel).read_bytes() == (corpus / rel).read_bytes()
 
 
+def test_subset_is_a_prefix_that_packs_and_unpacks(corpus, tmp_path):
+    """subset keeps whole documents up to the token budget, train.bin is the original's prefix, the eval set is the
+    same (so are its labels and filters), and the subset carries like any corpus (unpack re-verifies it)."""
+    from train.data.carry import subset
+    root = tmp_path / "corpora"
+    shutil.copytree(corpus, root / corpus.name)
+    sub = subset(root / corpus.name, "tiny-sub", 200_000, log=quiet)
+    full, part = PackedCorpus(root / corpus.name), PackedCorpus(sub)
+    assert 200_000 <= len(part) < 200_000 + 20_000 and part.info["n_docs"] < full.info["n_docs"]
+    assert np.array_equal(np.asarray(part.tokens), np.asarray(full.tokens[:len(part)]))
+    assert (sub / "docs/eval.jsonl").read_bytes() == (corpus / "docs/eval.jsonl").read_bytes()
+    manifest = json.loads((sub / "manifest.json").read_text())
+    assert manifest["mix"] == "tiny-sub" and manifest["subset_of"]["train_tokens"] == len(part)
+    archive = pack(sub, tmp_path / "sub.tar.xz", log=quiet)
+    back = unpack(archive, tmp_path / "elsewhere", workers=2, log=quiet)
+    assert (back / "train.bin").read_bytes() == (sub / "train.bin").read_bytes()
+
+
 def test_unpack_fails_loudly_on_a_tampered_archive(corpus, tmp_path):
     archive = pack(corpus, tmp_path / "good.tar.xz", log=quiet)
     bad = tmp_path / "bad.tar.xz"

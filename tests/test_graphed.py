@@ -145,10 +145,12 @@ def test_cuda_graph_config_is_checked(corpus, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-@pytest.mark.parametrize("model", ["transformer", "hybrid"])
-def test_real_cuda_graph_matches_the_plain_loop(model):
+@pytest.mark.parametrize("model,over", [("transformer", {}), ("hybrid", {}), ("transformer_swa", {"window": 8}),
+                                        ("hybrid_gdn", {"gdn.head_dim": 32})])
+def test_real_cuda_graph_matches_the_plain_loop(model, over):
     data = [(x.cuda(), y.cuda()) for x, y in batches(3, 2, 2)]
-    a, b = tiny_lm(model).cuda(), tiny_lm(model).cuda()
+    a, b = tiny_lm(model, **over).cuda(), tiny_lm(model, **over).cuda()
+    a.check_kernels(torch.device("cuda"), torch.float32)  # GDN: fla's backward checked before it runs
     ref = plain_steps(a, data)
     got, step = graphed_steps(b, data, cls=GraphedFwdBwd)
     assert step.captures == 1 and len(set(ref)) == 3
@@ -158,14 +160,17 @@ def test_real_cuda_graph_matches_the_plain_loop(model):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-@pytest.mark.parametrize("compiled,dtype,micro,rel", [("false", "fp32", 4, 1e-4), ("true", "fp32", 4, 1e-4),
-                                                      ("true", "bf16", 2, 1e-2)])
-def test_trainer_with_cuda_graph_matches_without(corpus, tmp_path, compiled, dtype, micro, rel):
+@pytest.mark.parametrize("compiled,dtype,micro,rel,mixer", [("false", "fp32", 4, 1e-4, "mamba2"),
+                                                            ("true", "fp32", 4, 1e-4, "mamba2"),
+                                                            ("true", "bf16", 2, 1e-2, "mamba2"),
+                                                            ("true", "bf16", 2, 1e-2, "gdn")])
+def test_trainer_with_cuda_graph_matches_without(corpus, tmp_path, compiled, dtype, micro, rel, mixer):
     runs = {}
     for g in ("true", "false"):
         run = tmp_path / g
         t = Trainer(load_run_config(overrides(corpus, run, f"train.cuda_graph={g}", f"train.compile={compiled}",
                                               f"train.dtype={dtype}", f"train.micro_batch_size={micro}",
+                                              f"model.pattern=[{mixer},attention]", "model.gdn.head_dim=32",
                                               "train.eval.anneal_at=[0.25]", "train.eval.anneal_frac=0.125")))
         t.run()
         assert (t.graphed is not None) == (g == "true")

@@ -113,6 +113,22 @@ def test_sdpa_matches_math_reference(window, kv_heads):
     torch.testing.assert_close(attn(x, (cos, sin)), ref)
 
 
+@pytest.mark.parametrize("seqlen,window", [(300, 64), (256, 128), (40, 7)])
+def test_flex_attention_window_equals_the_sdpa_mask(seqlen, window):
+    """What compiled CUDA training runs for `swa` (FlexAttention with a block mask) equals the eager SDPA mask path
+    (forward here: FlexAttention has no CPU backward; scripts/gpu_check.py compares the compiled train step)."""
+    from models.mixers.attention import window_block_mask
+    torch.manual_seed(0)
+    cfg = tiny("transformer", n_kv_heads=2, window=window)
+    attn = Attention(cfg, window=window)
+    x = torch.randn(2, seqlen, cfg.d_model)
+    cos, sin = rope_tables(seqlen, cfg.head_dim, cfg.rope_theta, x.device)
+    with torch.no_grad():
+        flex = attn(x, (cos, sin, window_block_mask(seqlen, window, x.device)))
+        masked = attn(x, (cos, sin))
+    torch.testing.assert_close(flex, masked, rtol=1e-5, atol=1e-5)
+
+
 def test_qk_norm_attention_matches_separate_norms_and_ropes():
     """Attention ropes q and k as one tensor (and normalises them as one with qk_norm); the result must equal
     normalising and roping each separately."""

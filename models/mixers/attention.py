@@ -1,5 +1,10 @@
 """Causal self-attention (`attention`) and sliding-window attention (`swa`): RoPE, SDPA (flash on GPU),
-QK-norm, grouped KV heads."""
+QK-norm, grouped KV heads.
+
+A sliding window is a boolean mask for SDPA (eager, CPU and scoring), which rules out the flash kernel and
+computes the whole score matrix; compiled on CUDA (training) it runs FlexAttention with a block mask instead,
+which skips the blocks outside the window. Both compute the same attention (scripts/gpu_check.py compares them).
+"""
 from __future__ import annotations
 
 import functools
@@ -9,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from models.mixers import MixerSpec, register
 
@@ -49,6 +55,21 @@ def sliding_window_mask(seqlen: int, window: int, device: torch.device) -> Tenso
     return (dist >= 0) & (dist < window)
 
 
+@torch.compiler.disable
+def window_block_mask(seqlen: int, window: int, device: torch.device):
+    """FlexAttention's BlockMask of sliding_window_mask, built once per (seqlen, window, device), outside the
+    compiled graph (as the RoPE tables)."""
+    return _window_block_mask(seqlen, window, torch.device(device))
+
+
+@functools.cache  # never evicted: a captured CUDA graph reads it by address
+def _window_block_mask(seqlen: int, window: int, device: torch.device):
+    def in_window(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+    with torch.inference_mode(False), torch.no_grad():
+        return create_block_mask(in_window, None, None, seqlen, seqlen, device=device)
+
+
 def attention_math_reference(q: Tensor, k: Tensor, v: Tensor, window: Optional[int] = None) -> Tensor:
     """softmax(q k^T / sqrt(d) + causal/window mask) v in float32, repeating KV heads. q: (b, h, l, d)."""
     rep = q.shape[1] // k.shape[1]
@@ -72,8 +93,11 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = nn.RMSNorm(self.head_dim, eps=cfg.norm_eps) if cfg.qk_norm else None
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], ops=None) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple, ops=None) -> Tensor:
+        """rope: (cos, sin) tables, and for a sliding window run with FlexAttention its block mask third
+        (LM.hidden_states adds it when compiled on CUDA)."""
         b, l, _ = x.shape
+        block_mask = rope[2] if len(rope) > 2 else None
         h, kv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         qk, v = self.wqkv(x).split([(h + kv) * hd, kv * hd], dim=-1)
         qk = qk.view(b, l, h + kv, hd)  # q and k heads side by side: one RoPE over both
@@ -82,12 +106,14 @@ class Attention(nn.Module):
             qk = torch.cat([self.q_norm(q), self.k_norm(k)], dim=2)
         # One RoPE over q and k together, not one each: compiled, the backward of two separate RoPEs fuses into
         # the concatenation of dq, dk, dv as one kernel with a masked load per branch (BENCHMARKS.md).
-        q, k = apply_rope(qk, *rope).split([h, kv], dim=2)
+        q, k = apply_rope(qk, rope[0], rope[1]).split([h, kv], dim=2)
         v = v.view(b, l, kv, hd)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (b, heads, l, head_dim)
         gqa = kv != h
         if self.window is None or self.window >= l:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif block_mask is not None:
+            y = flex_attention(q, k, v, block_mask=block_mask, enable_gqa=gqa)
         else:  # a boolean mask rules out the flash kernel; SDPA picks the memory-efficient one on GPU
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(l, self.window, x.device),
                                                enable_gqa=gqa)

@@ -1,4 +1,4 @@
-"""python -m train.data {build,pack,unpack,prepare-hf}: see docs/data.md.
+"""python -m train.data {build,pack,subset,unpack,prepare-hf}: see docs/data.md.
 
 Imports are inside each command: `unpack` (the GPU machine) needs only stdlib + numpy + tokenizers, and
 `build` of an up-to-date corpus answers in about a second.
@@ -26,6 +26,12 @@ def main(argv=None) -> int:
     k.add_argument("--mix", default="small")
     k.add_argument("--root", default="build/corpus")
     k.add_argument("--out", required=True)
+
+    c = sub.add_parser("subset", help="a smaller corpus: the first train documents up to N tokens, same eval set")
+    c.add_argument("--mix", default="small")
+    c.add_argument("--root", default="build/corpus")
+    c.add_argument("--tokens", type=int, required=True, help="train tokens to keep (whole documents)")
+    c.add_argument("--out-mix", required=True, help="name of the subset corpus (<root>/<out-mix>/)")
 
     u = sub.add_parser("unpack", help="unpack an archive and re-tokenize; verifies train.bin against the manifest")
     u.add_argument("archive")
@@ -57,6 +63,12 @@ def main(argv=None) -> int:
             from .carry import pack
 
             pack(Path(a.root) / a.mix, Path(a.out))
+        elif a.cmd == "subset":
+            from pathlib import Path
+
+            from .carry import subset
+
+            subset(Path(a.root) / a.mix, a.out_mix, a.tokens)
         elif a.cmd == "unpack":
             from .carry import unpack
 

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from models.atomic import sha256_file
 
 PACKED = ("manifest.json", "tokenizer.json", "docs/train.jsonl", "docs/eval.jsonl")  # what unpack restores
@@ -126,6 +128,48 @@ def unpack(archive: Path, root: Path, workers: int = 16, log: Callable = print) 
     return out
 
 
+def subset(corpus: Path, out_mix: str, train_tokens: int, log: Callable = print) -> Path:
+    """A smaller corpus `<corpus.parent>/<out_mix>/` that fits where the whole one does not (the device tool's
+    64 MiB carry): the first training documents in training order up to `train_tokens` (the shuffled order, so a
+    random sample of the mix), the same eval set and tokenizer. train.bin is the original's prefix, byte for
+    byte (each document is tokenized alone); the manifest names the subset's files and what it was cut from.
+    `pack` and `unpack` then work on it as on any mix."""
+    corpus = Path(corpus)
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    starts = np.load(corpus / "train_docs.npy")
+    k = int(np.searchsorted(starts[1:], train_tokens)) + 1  # documents until one ends at or after train_tokens
+    k = min(k, len(starts) - 1)
+    out = corpus.parent / out_mix
+    work = corpus.parent / f".{out_mix}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "docs").mkdir(parents=True)
+    try:
+        for rel in ("tokenizer.json", "docs/eval.jsonl"):
+            shutil.copyfile(corpus / rel, work / rel)
+        with open(corpus / "docs/train.jsonl", "rb") as src, open(work / "docs/train.jsonl", "wb") as dst:
+            for _ in range(k):
+                dst.write(src.readline())
+        info = json.loads((corpus / "train.json").read_text())
+        n = int(starts[k])
+        itemsize = np.dtype(info["dtype"]).itemsize
+        with open(corpus / "train.bin", "rb") as src, open(work / "train.bin", "wb") as dst:
+            dst.write(src.read(n * itemsize))
+        np.save(work / "train_docs.npy", starts[:k + 1].astype(np.int64))
+        info.update(n_tokens=n, n_docs=k)
+        (work / "train.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        sub = dict(manifest, mix=out_mix, subset_of={"mix": manifest["mix"], "manifest_hash": manifest.get("manifest_hash"),
+                                                     "train_docs": k, "train_tokens": n})
+        sub["files"] = {rel: dict(manifest["files"].get(rel, {}), sha256=sha256_file(work / rel))
+                        for rel in PACKED[1:] + DERIVED}
+        (work / "manifest.json").write_text(json.dumps(sub, indent=1, sort_keys=True) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"subset {out}: {k:,} of {len(starts) - 1:,} train documents, {n:,} tokens; eval set and tokenizer unchanged")
+    return out
+
+
 def _check(path: Path, expected: str, rel: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
@@ -158,4 +202,4 @@ def _texts(path: Path) -> Iterator[str]:
             yield json.loads(line)["text"]
 
 
-__all__ = ["pack", "unpack", "restore_train_order", "CarryError", "PACKED", "IN_ARCHIVE", "DERIVED"]
+__all__ = ["pack", "unpack", "subset", "restore_train_order", "CarryError", "PACKED", "IN_ARCHIVE", "DERIVED"]
