@@ -3,7 +3,7 @@
     python -m analysis score    ...   per-token losses of one model on the eval set  (analysis/score.py)
     python -m analysis label    ...   category labels + filter masks for the eval set (analysis/labels.py)
     python -m analysis compare  ...   gap tables, bootstrap CIs, regression          (analysis/compare.py)
-    python -m analysis figures  ...   every figure + the HTML report from results/   (analysis/figures.py)
+    python -m analysis figures  ...   every figure + the HTML report from results/   (analysis/figures/)
     python -m analysis probes   ...   synthetic probes: generate and score           (analysis/probes/)
     python -m analysis claims   ...   the study's headline claims, measured          (analysis/claims.py)
 

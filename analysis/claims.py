@@ -71,11 +71,6 @@ class Measure:
         return category_means(values, self.cid, masks, self.n_boot, weights=self.w)
 
 
-def loss_means(sides: dict, masks: dict) -> dict:
-    """{arch: {mask name: mean loss}} (seed-averaged per token)."""
-    return {a: {k: float(s.loss.mean(0)[m].mean()) for k, m in masks.items()} for a, s in sides.items()}
-
-
 SHORTCUTS = "shortcuts.npz"  # under results/probes/: per-target shortcut flags (analysis/probes/shortcuts.py)
 PROBE_CLAIMS = (("pronoun", "pronoun", "hybrid wins (> 0)", +1), ("entity", "box", "hybrid wins (> 0)", +1),
                 ("brackets", "delim", "transformer wins (< 0)", -1), ("recall", "value", "(not in the study)", 0))

@@ -61,7 +61,7 @@ def write_report(entries: Sequence[dict], path, info: dict | None = None,
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     if info.get("synthetic"):
         parts.append("<p class='warn'><b>Synthetic data.</b> These score files were generated with planted "
-                     "effects (analysis/figures/synthetic.py); they are not results.</p>")
+                     "effects (tests/synthetic.py); they are not results.</p>")
     facts = []
     if info.get("eval_hash"):
         facts.append(f"eval set <code>{html.escape(str(info['eval_hash'])[:16])}…</code>, "

@@ -4,14 +4,12 @@ import argparse
 import pytest
 
 from analysis.claims import build, run, within_noise
-from analysis.figures.synthetic import PLANTED, write_synthetic_results
+from tests.synthetic import PLANTED
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    d = tmp_path_factory.mktemp("results")
-    write_synthetic_results(d, seeds=(0, 1), n_docs_per_domain=6, units=6)
-    return d
+def results(synthetic_results):
+    return synthetic_results(seeds=(0, 1), n_docs_per_domain=6, units=6)
 
 
 def _row(rows, what):

@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 
 from analysis import compare
-from analysis.figures.synthetic import write_synthetic_results
 from analysis.labels import read_labels
 from evaluation.scorefile import load_scores, save_scores
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    d = tmp_path_factory.mktemp("results")
-    write_synthetic_results(d, archs=("transformer", "hybrid"), seeds=(0, 1), n_docs_per_domain=3, units=3,
-                            curves=False)
-    return d
+def results(synthetic_results):
+    return synthetic_results(archs=("transformer", "hybrid"), seeds=(0, 1), n_docs_per_domain=3, units=3, curves=False)
 
 
 def cli(results, out, a=None, b=None, labels=None):
@@ -57,13 +53,14 @@ def test_seed_spread_is_over_matched_pairs(results):
     assert np.isclose(row["seed_sd"], np.std(pair, ddof=1))
 
 
-def test_refuses_other_eval_set(results, tmp_path):
+@pytest.mark.parametrize("key", ["eval_hash", "tokenizer_sha256"])
+def test_refuses_scores_of_another_eval_set_or_tokenizer(results, tmp_path, key):
     s = load_scores(results / "scores/hybrid-s0.npz")
     bad = tmp_path / "other.npz"
-    save_scores(bad, s.loss, s.correct, {**s.meta, "eval_hash": "f" * 64})
-    with pytest.raises(SystemExit, match="eval_hash"):
+    save_scores(bad, s.loss, s.correct, {**s.meta, key: "f" * 64})
+    with pytest.raises(SystemExit, match=key):
         cli(results, tmp_path / "o", b=[bad])
-    with pytest.raises(ValueError, match="eval_hash"):  # and within one side too
+    with pytest.raises(ValueError, match=key):  # and within one side too
         compare.load_side([results / "scores/hybrid-s0.npz", bad])
 
 
@@ -77,9 +74,3 @@ def test_refuses_labels_of_another_eval_set(results, tmp_path):
         cli(results, tmp_path / "o", labels=tmp_path / "l.parquet")
 
 
-def test_refuses_other_tokenizer(results, tmp_path):
-    s = load_scores(results / "scores/hybrid-s0.npz")
-    bad = tmp_path / "tok.npz"
-    save_scores(bad, s.loss, s.correct, {**s.meta, "tokenizer_sha256": "e" * 64})
-    with pytest.raises(SystemExit, match="tokenizer_sha256"):
-        cli(results, tmp_path / "o", b=[bad])

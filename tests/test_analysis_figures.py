@@ -5,7 +5,6 @@ import shutil
 import pytest
 
 from analysis.figures import make_all
-from analysis.figures.synthetic import write_synthetic_results
 from analysis.report import write_report
 
 OUR_FIGURES = {"gap_by_domain", "content_function", "gap_by_ptb", "code_markup", "repetition", "delimiters",
@@ -13,10 +12,8 @@ OUR_FIGURES = {"gap_by_domain", "content_function", "gap_by_ptb", "code_markup",
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    d = tmp_path_factory.mktemp("results")
-    write_synthetic_results(d, seeds=(0, 1), n_docs_per_domain=3, units=3)
-    return d
+def results(synthetic_results):
+    return synthetic_results(seeds=(0, 1), n_docs_per_domain=3, units=3)
 
 
 def test_all_figures_and_report(results, tmp_path):

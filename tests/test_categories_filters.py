@@ -5,7 +5,7 @@ import pytest
 
 from analysis.categories import REGISTRY
 from analysis.categories.filters import filter_masks, filter_names
-from analysis.figures.synthetic import LexiconTagger, synthetic_evalset
+from tests.synthetic import LexiconTagger, synthetic_evalset
 from analysis.labels import load_filters, read_labels, read_labels_meta, run_labels
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from analysis.categories import REGISTRY, DocView, label_by_spans, label_document, labeler
 from analysis.categories.registry import Labeler
-from analysis.figures.synthetic import LexiconTagger, synthetic_evalset
+from tests.synthetic import LexiconTagger, synthetic_evalset
 
 
 def test_from_pieces_offsets_and_anchors():

@@ -202,9 +202,3 @@ def label_by_spans(anchors: np.ndarray, starts: np.ndarray, ends: np.ndarray, la
     out[ok] = labels[i[ok]]
     return out
 
-
-def space_label(doc: DocView, labels: np.ndarray, value: str = "whitespace") -> np.ndarray:
-    """Give all-space tokens (anchor -1) their own label (in code, indentation and newlines are tokens too)."""
-    labels = labels.copy()
-    labels[doc.anchors < 0] = value
-    return labels
