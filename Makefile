@@ -58,13 +58,13 @@ figures: $(STAMP)
 	$(PY) -m analysis claims --update RESULTS.md
 
 bench: $(STAMP)
-	$(PY) scripts/bench.py $(ARGS)
+	$(PY) -m scripts.bench $(ARGS)
 
 bench-cpu: $(STAMP)
-	$(PY) scripts/bench.py --cpu
+	$(PY) -m scripts.bench --cpu
 
 check-gpu: $(STAMP)
-	$(PY) scripts/gpu_check.py $(ARGS)
+	$(PY) -m scripts.gpu_check $(ARGS)
 
 gpu-carry: $(STAMP)
 	bash scripts/gpu_carry.sh small

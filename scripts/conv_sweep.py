@@ -6,7 +6,7 @@ Device time = the sum of all kernel durations the profiler records, per call (10
 time with a sync after each call, which an earlier version of this script took, adds the CPU cost of launching
 (autograd, Triton's launcher) to sub-millisecond kernels and ranked the configs differently (BENCHMARKS.md).
 
-    python scripts/conv_sweep.py          # log: results/gpu/conv_device_time.log
+    python -m scripts.conv_sweep          # log: results/gpu/conv_device_time.log
 """
 from __future__ import annotations
 

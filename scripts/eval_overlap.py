@@ -1,6 +1,6 @@
 """How much of each evaluation document also occurs in the training split (a leakage audit).
 
-    python scripts/eval_overlap.py [--corpus build/corpus/small] [--out results/eval_overlap.json]
+    python -m scripts.eval_overlap [--corpus build/corpus/small] [--out results/eval_overlap.json]
 
 Per eval document: the fraction of its word 13-grams that occur anywhere in the training split (the measure the
 corpus builder uses), and whether another chunk of the same source file is in the training split (the builder

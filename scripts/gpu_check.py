@@ -308,10 +308,18 @@ def check_gdn(device, x):
         layer.norm.weight.uniform_(0.5, 1.5)
     needs = ("gdn", "gated_norm", "conv")
     kernel, twin = WithOps(layer, needs, KernelChoice(scans="triton")), WithOps(layer, needs, KernelChoice(scans="reference"))
-    for dtype in (torch.bfloat16, torch.float32):
-        stage(f"gdn check_backward {dtype}: " + str(fla.check_backward(layer.head_dim, layer.v_head_dim, dtype, device)))
+    passed = []
+    for dtype in (torch.bfloat16, torch.float32):  # the Trainer's check, in a child process: a crash is a refusal
+        try:
+            errs = fla.check_backward(layer.head_dim, layer.v_head_dim, dtype, device)
+            worst = max(errs, key=errs.get)
+            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, f"worst: {worst}", errs[worst])
+            passed.append(dtype)
+        except fla.GDNKernelCheckError as exc:
+            print(f"refused: {exc}")
+            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, "refused: " + str(exc)[-40:], float("inf"))
     ref = run_layer(twin, x, torch.float32)
-    for dtype in (torch.bfloat16, torch.float32):
+    for dtype in passed:  # a dtype the check refused would stop the process here, as it stops training
         compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, run_layer(kernel, x, dtype), ref)
     # the custom op's schema, fake and autograd registration against the real kernel
     q = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
@@ -325,11 +333,11 @@ def check_gdn(device, x):
     except Exception as exc:
         print(f"opcheck failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         record("gdn: torch.library.opcheck of tokengap::gdn_fwd", torch.float32, "schema, fake, aot", float("inf"))
-    check_gdn_vs_transformers(device, x, layer, ns)
+    check_gdn_vs_transformers(device, x, layer, ns, passed)
     return ""
 
 
-def check_gdn_vs_transformers(device, x, layer, ns):
+def check_gdn_vs_transformers(device, x, layer, ns, passed):
     """transformers' OlmoHybridGatedDeltaNet with our weights (mapped by from_hf_state_dict), on fla's kernel with
     the guard lifted (transformers calls fla's own op; our check above passed for these head dims)."""
     try:
@@ -346,7 +354,7 @@ def check_gdn_vs_transformers(device, x, layer, ns):
     m = ns.guard_module
     before, m.TRITON_ABOVE_3_7_1 = m.TRITON_ABOVE_3_7_1, True
     try:
-        for dtype in (torch.bfloat16, torch.float32):
+        for dtype in passed:
             a, b = run_layer(ours, x, dtype), run_layer(theirs, x, dtype)
             # the two layers' parameters have different names: compare the input's gradient
             compare("gdn: ours vs transformers OlmoHybridGatedDeltaNet", dtype,
@@ -360,12 +368,18 @@ def check_gdn_lm_compiled_step(device):
     if fla_gated_delta_rule()[0] is None:
         return
     torch.manual_seed(0)
+    from models.ops.gdn.fla import GDNKernelCheckError
     model = LM(ModelConfig(**GDN_LM)).to(device)
-    model.check_kernels(device, torch.bfloat16)
-    model.check_kernels(device, torch.float32)
+    passed = []
+    for dtype in (torch.bfloat16, torch.float32):
+        try:
+            model.check_kernels(device, dtype)
+            passed.append(dtype)
+        except GDNKernelCheckError as exc:
+            print(f"skipping {dtype}: {exc}")
     ids = torch.randint(0, 1024, (2, 1025), device=device)
     compiled = torch.compile(model)
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in passed:
         eager, comp = (_step(model, ids[:, :-1], ids[:, 1:], dtype, fwd) for fwd in (model, compiled))
         record_step("gdn hybrid LM train step: compiled vs eager", dtype, comp, eager)
     return model.kernel_report()

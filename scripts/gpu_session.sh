@@ -11,8 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true NCCL_NVLS_ENABLE=0
-PY=${PY:-python3}
-OUT=${OUT:-/tmp/gpu_out}
+export PY=${PY:-python3}
+export OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
 START=$(date +%s)
 BUDGET=${BUDGET:-570}
@@ -28,7 +28,11 @@ run() {  # run PART CMD...: CMD with what is left of the budget, output to $OUT/
   local t=$(left)
   if [ "$t" -lt 20 ]; then echo "== $part: skipped, ${t}s left" | tee -a "$OUT/session.log"; return; fi
   echo "== $part ($(date +%T), ${t}s left): $*" | tee -a "$OUT/session.log"
-  timeout "$t" "$@" > "$OUT/$part.log" 2>&1
+  if declare -F "$1" > /dev/null; then  # a function of this script: timeout runs programs, so hand it to bash
+    timeout "$t" bash -c "$(declare -f corpus smoke); set -uo pipefail; $*" > "$OUT/$part.log" 2>&1
+  else
+    timeout "$t" "$@" > "$OUT/$part.log" 2>&1
+  fi
   echo "== $part: exit $? after $(( $(date +%s) - START ))s" | tee -a "$OUT/session.log"
   tail -n 25 "$OUT/$part.log"
 }

@@ -1,7 +1,7 @@
 """Device time of the fused residual add + RMSNorm (models/norm_triton.py) per tile / warps / persistent programs,
 against inductor's compiled twin, at the zoo's shapes (GPU only).
 
-    python scripts/norm_sweep.py [--shapes small base]
+    python -m scripts.norm_sweep [--shapes small base]
 
 Autocast's case: x float32 (the residual stream), y bf16 (a branch output), h out in bf16; the backward gets a
 float32 gradient for s and a bf16 one for h and writes dx (float32), dy (bf16) and dweight. Forward and backward

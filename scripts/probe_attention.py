@@ -3,7 +3,7 @@ backward compiled, bf16 autocast, with the RoPE written in several ways. Prints 
 (median of 20), the difference to the first variant's output and input gradient, and the kernels of one step.
 GPU only; results/gpu/attn_probe.log. models/mixers/attention.py took "qk_together".
 
-    python scripts/probe_attention.py [variant ...]
+    python -m scripts.probe_attention [variant ...]
 """
 import statistics
 import sys

@@ -1,8 +1,8 @@
 """Which batches of a scoring pass are slow, and why: per-batch time of `evaluation.scoring.score` on bench.py's
 synthetic scoring set (1M random tokens, a `small` model, bf16, batch 32 x 2048), in a fresh process. GPU only.
 
-    TRITON_CACHE_DIR=$(mktemp -d) python scripts/scoring_shapes.py 1 hybrid    # pad_batch on (CUDA's default)
-    TRITON_CACHE_DIR=$(mktemp -d) python scripts/scoring_shapes.py 0 hybrid    # off: the last batch keeps its rows
+    TRITON_CACHE_DIR=$(mktemp -d) python -m scripts.scoring_shapes 1 hybrid    # pad_batch on (CUDA's default)
+    TRITON_CACHE_DIR=$(mktemp -d) python -m scripts.scoring_shapes 0 hybrid    # off: the last batch keeps its rows
 
 Prints the warm-up time (5 documents), then for two passes: tokens/s, and every batch over 3x the median time with
 its (rows, length). A batch shape Triton has not specialised mamba-ssm's kernels for is compiled inside the pass

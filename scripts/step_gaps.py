@@ -1,7 +1,7 @@
 """GPU idle time of a compiled train step: synced vs back-to-back steps, and the largest gaps between kernels
 of one profiled step (with the kernels either side). GPU only.
 
-    python scripts/step_gaps.py hybrid:base transformer:base [hybrid:base:reduce-overhead] [hybrid:base:graph]
+    python -m scripts.step_gaps hybrid:base transformer:base [hybrid:base:reduce-overhead] [hybrid:base:graph]
     # model:size[:mode]; mode: a torch.compile mode, or "graph" (forward + backward replayed from a CUDA graph,
     # as train.cuda_graph does)
 """

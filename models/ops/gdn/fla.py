@@ -18,7 +18,10 @@ an unchecked backward under the guard raises instead of running.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import subprocess
+import sys
 from typing import Optional
 
 import torch
@@ -137,11 +140,16 @@ def chunk_gdn_fla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scal
 
 
 def check_backward(dk: int, dv: int, dtype: torch.dtype, device: torch.device, chunk_size: int = 64,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, isolate: Optional[bool] = None) -> dict:
     """Forward + backward of fla's op (guard lifted) against the twin in float32 on `device`, at the layer's head
     dims: batch 2, 3 heads, 300 tokens (not a multiple of the chunk), decays and write strengths as in training
     (beta up to 2: negative eigenvalues). Records the pass for these shapes and returns {what: relative L2 error};
-    raises GDNKernelCheckError (one line) if any error exceeds CHECK_TOL[dtype]. Run once per shape per process."""
+    raises GDNKernelCheckError (one line) if any error exceeds CHECK_TOL[dtype], or if the kernel crashes.
+
+    isolate (default: on CUDA): run the check in a child process. A miscompiled kernel can do worse than give wrong
+    numbers: on the H200 with triton 3.6, fla's float32 path at K 48, V 96 stopped with "an illegal instruction"
+    (results/gpu/gdn_check_h200.log), which leaves the CUDA context unusable. In a child the crash is a one-line
+    refusal here; the Triton caches on disk carry the compiled and autotuned kernels over to this process."""
     device = torch.device(device)
     key = _key(dk, dv, dtype, chunk_size, device)
     if key in _passed:
@@ -149,6 +157,20 @@ def check_backward(dk: int, dv: int, dtype: torch.dtype, device: torch.device, c
     ns, why = fla_gated_delta_rule()
     if ns is None:
         raise GDNKernelCheckError(f"fla GDN check: {why}")
+    isolate = device.type == "cuda" if isolate is None else isolate
+    args = {"dk": dk, "dv": dv, "dtype": str(dtype).removeprefix("torch."), "device": str(device),
+            "chunk_size": chunk_size, "seed": seed}
+    errs, summary = run_isolated(args) if isolate else _check_here(**args)
+    log.info("%s: ok", summary)
+    _passed[key] = errs
+    return errs
+
+
+def _check_here(dk, dv, dtype, device, chunk_size, seed) -> tuple[dict, str]:
+    """The check itself, in this process: ({what: error}, one-line summary), or GDNKernelCheckError."""
+    dtype, device = getattr(torch, dtype) if isinstance(dtype, str) else dtype, torch.device(device)
+    ns = fla_gated_delta_rule()[0]
+    key = _key(dk, dv, dtype, chunk_size, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     b, l, h = 2, 300, 3
 
@@ -184,11 +206,38 @@ def check_backward(dk: int, dv: int, dtype: torch.dtype, device: torch.device, c
                + ", ".join(f"{n} {e:.1e}" for n, e in errs.items()) + f" (tol {tol:.0e})")
     if not errs[worst] <= tol:  # also catches NaN
         raise GDNKernelCheckError(f"{summary}: {worst} is off; refusing to train on fla's GDN backward here")
-    log.info("%s: ok", summary)
-    _passed[key] = errs
-    return errs
+    return errs, summary
+
+
+def run_isolated(args: dict, command: Optional[list] = None, timeout: float = 900) -> tuple[dict, str]:
+    """_check_here(**args) in a child Python (`python -m models.ops.gdn.fla ARGS_JSON`); its crash, timeout or
+    refusal becomes a GDNKernelCheckError of one line. command: the child's argv (tests)."""
+    cmd = command or [sys.executable, "-m", "models.ops.gdn.fla", json.dumps(args)]
+    what = f"fla GDN check (K={args['dk']}, V={args['dv']}, {args['dtype']}, chunk {args['chunk_size']})"
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GDNKernelCheckError(f"{what}: the check process did not finish in {timeout:.0f}s") from None
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("PASS ", "REFUSE "))]
+    if r.returncode == 0 and lines and lines[-1].startswith("PASS "):
+        out = json.loads(lines[-1][5:])
+        return out["errors"], out["summary"]
+    if lines and lines[-1].startswith("REFUSE "):
+        raise GDNKernelCheckError(lines[-1][7:])
+    last = next((ln.strip() for ln in reversed(r.stderr.splitlines()) if ln.strip()), "no output")
+    raise GDNKernelCheckError(f"{what}: the kernel crashed the check process (exit {r.returncode}: {last[:200]}); "
+                              "refusing to train on fla's GDN kernels here")
 
 
 def checks_passed() -> dict[tuple, dict]:
     """The (K, V, dtype, chunk, GPU) keys whose backward passed check_backward in this process, with their errors."""
     return dict(_passed)
+
+
+if __name__ == "__main__":  # the isolated check (run_isolated): one JSON argument, one PASS / REFUSE line out
+    try:
+        errs, summary = _check_here(**json.loads(sys.argv[1]))
+        print("PASS " + json.dumps({"errors": errs, "summary": summary}), flush=True)
+    except GDNKernelCheckError as exc:
+        print(f"REFUSE {exc}", flush=True)
+        sys.exit(3)
