@@ -15,16 +15,23 @@ DATA   ?= tiny
 SEED   ?= 0
 ARCHS  ?= transformer hybrid recurrent
 ARGS   ?=
+# make compare: two models (a run directory, a model directory, hf:ID or zoo:MODEL) -> labels, scores, report, viewer
+A      ?= zoo:transformer
+B      ?= zoo:hybrid
+EVAL   ?= build/corpus/tiny
+OUT    ?= compare/$(subst /,_,$(subst :,_,$(notdir $(A))))-vs-$(subst /,_,$(subst :,_,$(notdir $(B))))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv test data train-transformer train-hybrid train-recurrent train-zoo figures bench bench-cpu \
-        check-gpu gpu-carry reproduce-gpu clean
+.PHONY: help venv test data train-transformer train-hybrid train-recurrent train-zoo compare figures bench \
+        bench-cpu check-gpu gpu-carry reproduce-gpu clean
 
 help:
 	@echo "make train-hybrid      train the hybrid on the embedded tiny corpus (CPU, ~3.5 minutes)"
 	@echo "make test              run the test suite (creates .venv if missing)"
 	@echo "make data DATA=small   build an embedded corpus (tiny | small | large)"
 	@echo "make train-zoo         transformer, hybrid and recurrent with the same data order and seed"
+	@echo "make compare           two models -> report + token viewer (default: the tiny transformer vs hybrid;"
+	@echo "                       A=runs/X | hf:ID | zoo:MODEL  B=...  EVAL=build/corpus/small  OUT=compare/mine)"
 	@echo "make figures           regenerate figures, the HTML report and RESULTS.md's tables from results/"
 	@echo "make bench             throughput vs reference implementations (GPU machine)"
 	@echo "make gpu-carry         prepare .whl/ and .carry/ for the offline GPU machine"
@@ -53,9 +60,13 @@ train-zoo: $(STAMP)
 	$(PY) -m train.data build --mix $(DATA)
 	for m in transformer hybrid recurrent; do $(PY) -m train model=$$m data=$(DATA) $(ARGS) || exit 1; done
 
+compare: $(STAMP)
+	@case "$(EVAL)" in build/corpus/*) $(PY) -m train.data build --mix $(notdir $(EVAL));; esac
+	$(PY) -m analysis pipeline --a $(A) --b $(B) --eval $(EVAL) --out $(OUT) $(ARGS)
+
 figures: $(STAMP)
-	$(PY) -m analysis figures $(ARGS)
 	$(PY) -m analysis claims --update RESULTS.md
+	$(PY) -m analysis figures $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m scripts.bench $(ARGS)

@@ -6,6 +6,7 @@
     python -m analysis figures  ...   every figure + the HTML report from results/   (analysis/figures/)
     python -m analysis probes   ...   synthetic probes: generate and score           (analysis/probes/)
     python -m analysis claims   ...   the study's headline claims, measured          (analysis/claims.py)
+    python -m analysis pipeline ...   two models -> labels, scores, report, viewer   (analysis/pipeline.py)
 
 Each subcommand lives in its own module, which provides add_arguments(parser) and run(args).
 """
@@ -22,12 +23,14 @@ COMMANDS = {
     "figures": "analysis.figures",
     "probes": "analysis.probes.cli",
     "claims": "analysis.claims",
+    "pipeline": "analysis.pipeline",
 }
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from analysis.errors import AnalysisError, OneLineParser
+    parser = OneLineParser(prog="python -m analysis", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         p = sub.add_parser(name, help=f"see {module}")
@@ -38,7 +41,6 @@ def main(argv: list[str]) -> int:
             if exc.name != module:
                 raise
     args = parser.parse_args(argv)
-    from analysis.errors import AnalysisError
     try:
         return importlib.import_module(args.module).run(args)
     except AnalysisError as exc:

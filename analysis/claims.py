@@ -26,6 +26,8 @@ from typing import Optional
 
 import numpy as np
 
+from analysis.errors import AnalysisError
+
 from analysis.compare import load_side
 from analysis.stats import bootstrap_weights, category_means, cluster_strata
 
@@ -122,7 +124,7 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
         F = {k: z[k] for k in z.files if k != "eval_hash"}
     sides = {a: load_side(f) for a in ARCHS if (f := seed_files(results, "scores", a))}
     if "transformer" not in sides:
-        raise SystemExit(f"{results}/scores: no transformer score files")
+        raise AnalysisError(f"{results}/scores: no transformer score files")
     T = sides["transformer"]
     meas = Measure(labels, n_boot)
     dom = labels["domain"].astype(str).to_numpy()
@@ -221,7 +223,7 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
             try:
                 check_matches(sc, pr["transformer"] + pr["hybrid"])
             except ValueError as exc:
-                raise SystemExit(f"error: {exc}")
+                raise AnalysisError(f"{exc}")
             ex = sc.shortcut_settles
             df = probe_compare(pr["transformer"], pr["hybrid"], n_boot=n_boot, exclude=ex,
                                shortcut_chance=sc.shortcut_chance)
@@ -342,7 +344,7 @@ def runs_table(results: Path) -> str:
 def replace_block(text: str, name: str, body: str, path: Path) -> str:
     a, b = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if a not in text or b not in text:
-        raise SystemExit(f"{path}: no {a} ... {b} block")
+        raise AnalysisError(f"{path}: no {a} ... {b} block")
     head, rest = text.split(a, 1)
     _, tail = rest.split(b, 1)
     return f"{head}{a}\n{body}\n{b}{tail}"
@@ -359,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     if not (results / "labels.parquet").is_file():
-        raise SystemExit(f"{results}/labels.parquet missing (python -m analysis label ...)")
+        raise AnalysisError(f"{results}/labels.parquet missing (python -m analysis label ...)")
     rows, info = build(results, args.n_boot)
     pd.DataFrame(rows).to_csv(results / "claims.csv", index=False, float_format="%.6g")
     md = to_markdown(rows, info)

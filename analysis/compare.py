@@ -20,6 +20,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from evaluation.scorefile import Scores, check_comparable, load_scores
+from models.atomic import atomic_write_text
+from analysis.errors import AnalysisError, positive_int
 from analysis.stats import bootstrap_weights, category_means, cluster_strata, cluster_sums, ols_clustered
 
 
@@ -52,17 +54,27 @@ def check_sides(a: Side, b: Side) -> None:
     check_comparable(sa, sb, (a.name, b.name))
 
 
+def check_contexts(a: Side, b: Side) -> None:
+    """Refuse sides scored with different contexts: a gap would mix the model with the window it saw."""
+    ca = {m.get("context_len") for m in a.metas}
+    cb = {m.get("context_len") for m in b.metas}
+    if len(ca | cb) > 1 and None not in ca | cb:
+        raise ValueError(f"{a.name} was scored with context {'/'.join(map(str, sorted(ca)))}, {b.name} with "
+                         f"{'/'.join(map(str, sorted(cb)))}: score both at one context (score --context T)")
+
+
 def check_labels(labels_meta: dict, side: Side, n_rows: int) -> None:
-    """Refuse labels computed for another eval set than the scores (names the hashes)."""
+    """Refuse labels computed for another eval set, or windows of another context, than the scores."""
+    from evaluation.scorefile import same_eval_tokens
     ha, hb = labels_meta.get("eval_hash"), side.metas[0].get("eval_hash")
-    if ha != hb:
+    if ha != hb and not same_eval_tokens(labels_meta, side.metas[0]):
         raise ValueError(f"labels and {side.name} differ in eval_hash: {str(ha)[:16]}… vs {str(hb)[:16]}…")
     if n_rows != side.loss.shape[1]:
         raise ValueError(f"labels have {n_rows} rows, {side.name} has {side.loss.shape[1]} tokens")
     lc, sc = labels_meta.get("context_len"), side.metas[0].get("context_len")
     if lc is not None and sc is not None and lc != sc:
-        print(f"note: labels use context {lc}, {side.name} was scored with context {sc}: repetition and "
-              f"position refer to windows of {lc}")
+        raise ValueError(f"the labels are for context {lc}, {side.name} was scored with context {sc} (repetition "
+                         f"and position are per window): label again with --context {sc}")
 
 
 # ---- gap tables -------------------------------------------------------------------------------------------------
@@ -215,37 +227,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", action="append", required=True, help="score file(s) of model B (e.g. the hybrid)")
     p.add_argument("--labels", default="results/labels.parquet")
     p.add_argument("--out", required=True, help="directory for gaps.csv, regression.csv, summary.json")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (documents as clusters)")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (documents as clusters)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--no-strata", action="store_true", help="resample documents without stratifying by domain")
-    p.add_argument("--novel-n", type=int, default=4, help="n of 'novel' (not repeated) in the tables")
+    p.add_argument("--novel-n", type=positive_int, default=4, help="n of 'novel' (not repeated) in the tables")
     p.add_argument("--families", nargs="*", default=None, help="families to tabulate (default: all)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from analysis.labels import read_labels
+def check_inputs(a_paths, b_paths, labels_path, families) -> None:
+    """The one-line refusals that need no file contents: the same file on both sides, unknown families,
+    missing labels."""
+    from analysis.categories.families import FAMILIES
+    same = {Path(p).resolve() for p in a_paths} & {Path(p).resolve() for p in b_paths}
+    if same:
+        raise AnalysisError(f"--a and --b are the same file ({sorted(map(str, same))[0]}): nothing to compare")
+    unknown = [f for f in families or () if f not in FAMILIES]
+    if unknown:
+        raise AnalysisError(f"--families: unknown {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    if not Path(labels_path).is_file():
+        raise AnalysisError(f"--labels {labels_path}: no such file (python -m analysis label --eval ... --out ...)")
 
-    a, b = load_side(args.a), load_side(args.b)
+
+def load_inputs(a_paths, b_paths, labels_path, a_name=None, b_name=None):
+    """(a, b, labels, labels meta), every refusal an AnalysisError of one line."""
+    from analysis.labels import read_labels
     try:
+        a, b = load_side(a_paths, a_name), load_side(b_paths, b_name)
         check_sides(a, b)
-        labels, lmeta = read_labels(args.labels)
+        check_contexts(a, b)
+        labels, lmeta = read_labels(labels_path)
         check_labels(lmeta, a, len(labels))
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}")
+        check_labels(lmeta, b, len(labels))
+    except (ValueError, OSError) as exc:
+        raise AnalysisError(str(exc).splitlines()[0]) from None
+    return a, b, labels, lmeta
+
+
+def run(args: argparse.Namespace) -> int:
+    check_inputs(args.a, args.b, args.labels, args.families)
+    a, b, labels, lmeta = load_inputs(args.a, args.b, args.labels)
     cfg = GapConfig(args.n_boot, args.alpha, args.seed, not args.no_strata,
                     tuple(args.families) if args.families else None, args.novel_n)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     gaps = gap_table(a, b, labels, cfg)
-    gaps.to_csv(out / "gaps.csv", index=False, float_format="%.6g")
     reg, r = regression_table(a, b, labels, args.alpha)
-    reg.to_csv(out / "regression.csv", index=False, float_format="%.6g")
+    out.mkdir(parents=True, exist_ok=True)  # everything computed: now the files, each written whole
+    atomic_write_text(out / "gaps.csv", gaps.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "regression.csv", reg.to_csv(index=False, float_format="%.6g"))
     summary = {"a": {"name": a.name, "files": a.paths}, "b": {"name": b.name, "files": b.paths},
                "eval_hash": a.metas[0].get("eval_hash"), "n_tokens": int(a.loss.shape[1]),
                "gap": "loss(A) - loss(B): positive favours B", "n_boot": args.n_boot, "seed": args.seed,
                "stratified_by_domain": not args.no_strata, "regression_dropped": r.dropped, "r2": r.r2}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     print(f"gap = loss({a.name}) - loss({b.name}) over {a.loss.shape[1]:,} tokens; {a.n_seeds} vs {b.n_seeds} "
           f"seed(s); 95% CI from {args.n_boot} document resamples\n")
     print(format_gaps(gaps))

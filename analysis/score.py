@@ -18,7 +18,10 @@ import torch
 
 from evaluation.evalset import EvalSet, TextTokenizer
 from evaluation.scorefile import code_version, save_scores
+from analysis.errors import AnalysisError, positive_int
 from evaluation.scoring import HFScorer, ZooScorer, score
+
+HF_CONTEXT = 2048  # a Hugging Face model's default scoring context (its config rarely says what it trained at)
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------
@@ -32,8 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval", required=True, help="built corpus directory holding docs/eval.jsonl")
     p.add_argument("--out", required=True, help="score file to write (.npz)")
     p.add_argument("--name", default=None, help="label for the model in reports (default: from the path)")
-    p.add_argument("--context", type=int, default=2048, help="context length T (window size)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--context", type=positive_int, default=None,
+                   help="context length T (window size); default: the context the model was trained with "
+                        f"(ours: its config.json; a Hugging Face model: {HF_CONTEXT})")
+    p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="autocast dtype (default bf16 on CUDA)")
     p.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
@@ -51,7 +56,7 @@ class LoadedModel:
         """Refuse text tokenized by another tokenizer than the one the model was trained with."""
         want = self.info.get("tokenizer_sha256")
         if want and want != sha256:
-            raise SystemExit(f"error: {self.name} was trained with tokenizer {want[:16]}…, {what} uses {sha256[:16]}…")
+            raise AnalysisError(f"{self.name} was trained with tokenizer {want[:16]}…, {what} uses {sha256[:16]}…")
 
     def kernel_report(self) -> list[str]:
         return self.model.kernel_report() if hasattr(self.model, "kernel_report") else []
@@ -70,6 +75,7 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
     if model:
         from models.io import from_pretrained, read_config
 
+        check_model_dir(model)
         info = read_config(model)
         lm = from_pretrained(model, device=device, kernels=kernels).eval()
         return LoadedModel(ZooScorer(lm), name or info.get("run") or run_name(model), info, None, lm)
@@ -79,35 +85,86 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
     return LoadedModel(HFScorer(lm), name or hf, {}, TextTokenizer.from_hf(path), lm)
 
 
+def check_model_dir(path: str) -> None:
+    """One line for a --model that is not a model directory (a run directory: suggest its model)."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return
+    if (p / "model" / "config.json").is_file():
+        raise AnalysisError(f"--model {path}: a run directory, not a model; did you mean {p / 'model'}?")
+    if p.name == "checkpoints" or (p / "checkpoints").is_dir():
+        raise AnalysisError(f"--model {path}: no config.json; a checkpoint is checkpoints/step_NNNNNNNNN "
+                            f"(or the finished model, <run>/model)")
+    raise AnalysisError(f"--model {path}: {'no such directory' if not p.exists() else 'no config.json (not a tokengap model)'}")
+
+
+def trained_context(info: dict, model_dir: Optional[str]) -> Optional[int]:
+    """The context a tokengap model was trained with: its config.json's context_len, else its run's run.json."""
+    if info.get("context_len"):
+        return int(info["context_len"])
+    if model_dir:
+        for run_json in (Path(model_dir).parent / "run.json", Path(model_dir).parent.parent / "run.json"):
+            if run_json.is_file():
+                import json
+                return int(json.loads(run_json.read_text())["config"]["train"]["seq_len"])
+    return None
+
+
 def default_dtype(arg: Optional[str], device: torch.device) -> torch.dtype:
     return DTYPES[arg] if arg else (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
-def run(args: argparse.Namespace) -> int:
+def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] = None, context: Optional[int] = None,
+                  batch_size: int = 8, device="cpu", dtype_arg: Optional[str] = None, kernels: Optional[str] = None,
+                  name: Optional[str] = None, progress: bool = True, extra: Optional[dict] = None) -> dict:
+    """Score one model (ours: `model`, or `hf`) on the eval set of `eval_dir` and write the score file `out`
+    (atomically). Returns its metadata. Every refusal is an AnalysisError of one line, raised before scoring."""
     import logging
+    import sys
     import time
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device(args.device)
-    dtype = default_dtype(args.dtype, device)
-    lm = load_for_scoring(args.model, args.hf, device, dtype, args.kernels, args.name)
-    ev = EvalSet.from_corpus(args.eval, tokenizer=lm.tokenizer)
-    lm.check_tokenizer(ev.tokenizer_sha256, f"the eval set ({args.eval})")
+    device = torch.device(device)
+    dtype = default_dtype(dtype_arg, device)
+    if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
+        raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
+    lm = load_for_scoring(model, hf, device, dtype, kernels, name)
+    ev = EvalSet.from_corpus(eval_dir, tokenizer=lm.tokenizer)
+    if ev.n_tokens == 0:
+        raise AnalysisError(f"--eval {eval_dir}: the eval set has no tokens")
+    lm.check_tokenizer(ev.tokenizer_sha256, f"the eval set ({eval_dir})")
+    trained = trained_context(lm.info, model)
+    ctx = context or trained or HF_CONTEXT
+    if context is None:
+        logging.info("%s: context %d (%s)", lm.name, ctx, "what it was trained with" if trained else
+                     "the default for Hugging Face models; --context to change")
     t0 = time.perf_counter()
-    loss, correct = score(lm.scorer, ev, args.context, args.batch_size, device, dtype)
+    loss, correct = score(lm.scorer, ev, ctx, batch_size, device, dtype, progress=progress and sys.stderr.isatty(),
+                          desc=f"scoring {lm.name}")
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     for line in lm.kernel_report():
         logging.info(line)
-    meta = {"name": lm.name, "model": args.model or args.hf, "arch": lm.info.get("model", {}).get("name"),
+    meta = {"name": lm.name, "model": model or hf, "arch": lm.info.get("model", {}).get("name"),
             "step": lm.info.get("step"), "tokenizer_sha256": ev.tokenizer_sha256,
-            "eval_hash": ev.eval_hash, "context_len": args.context, "dtype": str(dtype).removeprefix("torch."),
+            "eval_hash": ev.eval_hash, "tokenizer_content_sha256": ev.tokenizer_content_sha256,
+            "eval_tokens_sha256": ev.eval_tokens_sha256, "context_len": ctx, "trained_context": trained,
+            "dtype": str(dtype).removeprefix("torch."),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "n_tokens": ev.n_tokens, "mean_loss": float(loss.mean()), "seconds": secs,
             "tokens_per_s": ev.n_tokens / secs, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "code_version": code_version()}
-    save_scores(args.out, loss, correct, meta)
+            "code_version": code_version(), **(extra or {})}
+    save_scores(out, loss, correct, meta)
     print(f"{lm.name}: mean loss {loss.mean():.4f} nats over {ev.n_tokens:,} tokens, "
-          f"{ev.n_tokens / secs:,.0f} tokens/s on {meta['device']} -> {args.out}")
+          f"{ev.n_tokens / secs:,.0f} tokens/s on {meta['device']} -> {out}")
+    return meta
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from models.console import setup_logging
+    setup_logging()
+    score_to_file(args.out, args.eval, args.model, args.hf, args.context, args.batch_size, args.device, args.dtype,
+                  args.kernels, args.name)
     return 0

@@ -238,5 +238,6 @@ def ols_clustered(y: np.ndarray, X: np.ndarray, names: list, groups: np.ndarray,
     n, k = X.shape
     c = G / (G - 1) * (n - 1) / (n - k)
     V = c * inv @ (S.T @ S) @ inv
-    r2 = 1 - float(e @ e) / float(((y - y.mean()) ** 2).sum())
+    tss = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(e @ e) / tss if tss > 0 else float("nan")  # a constant gap (a model against itself) explains nothing
     return OLSResult(names, coef, np.sqrt(np.diag(V)), n, G, r2, dropped, alpha)

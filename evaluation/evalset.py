@@ -26,13 +26,27 @@ def sha256_bytes(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+def tokenizer_content_sha256(tokenizer_json: str) -> str:
+    """sha256 of what decides a tokenizer's ids: its model (vocabulary, merges), normalizer, pre-tokenizer and
+    added tokens, as canonical JSON. A tokenizer.json re-saved by transformers (another post-processor, other
+    formatting) gives the same ids and the same content hash, where its file hash differs."""
+    d = json.loads(tokenizer_json)
+    model = dict(d.get("model") or {})
+    if isinstance(model.get("merges"), list):  # ["a b"] and [["a", "b"]] are two spellings of one merge list
+        model["merges"] = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    content = {"model": model, "normalizer": d.get("normalizer"), "pre_tokenizer": d.get("pre_tokenizer"),
+               "added_tokens": [(t.get("id"), t.get("content"), t.get("special")) for t in d.get("added_tokens", [])]}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 class TextTokenizer:
     """A tokenizer that returns ids and character offsets: ours (tokenizer.json) or a Hugging Face one.
 
     `sha256` identifies it (two score files must share it to be compared); `eot_id` starts every context."""
 
-    def __init__(self, encode_batch, eot_id: int, sha256: str, name: str):
+    def __init__(self, encode_batch, eot_id: int, sha256: str, name: str, content_sha256: str = ""):
         self._encode_batch, self.eot_id, self.sha256, self.name = encode_batch, eot_id, sha256, name
+        self.content_sha256 = content_sha256  # tokenizer_content_sha256: the same for the same ids
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         return self._encode_batch(list(texts))
@@ -50,7 +64,8 @@ class TextTokenizer:
         def encode_batch(texts):
             return [(e.ids, e.offsets) for e in tok.encode_batch(texts, add_special_tokens=False)]
 
-        return cls(encode_batch, eot, hashlib.sha256(path.read_bytes()).hexdigest(), str(path))
+        return cls(encode_batch, eot, hashlib.sha256(path.read_bytes()).hexdigest(), str(path),
+                   tokenizer_content_sha256(path.read_text(encoding="utf-8")))
 
     @classmethod
     def from_hf(cls, name_or_path: str) -> "TextTokenizer":
@@ -68,8 +83,9 @@ class TextTokenizer:
             enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
             return [(ids, [tuple(o) for o in offs]) for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]
 
-        sha = hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()
-        return cls(encode_batch, eot, sha, name_or_path)
+        text = tok.backend_tokenizer.to_str()
+        return cls(encode_batch, eot, hashlib.sha256(text.encode()).hexdigest(), name_or_path,
+                   tokenizer_content_sha256(text))
 
 
 def read_jsonl(path: Union[str, Path]) -> list[dict]:
@@ -90,10 +106,17 @@ class EvalSet:
     doc_starts: np.ndarray
     eot_id: int
     tokenizer_sha256: str
+    tokenizer_content_sha256: str = ""  # see tokenizer_content_sha256 ("" where not known)
 
     @property
     def n_tokens(self) -> int:
         return int(self.tokens.shape[0])
+
+    @property
+    def eval_tokens_sha256(self) -> str:
+        """The documents and their token ids, whatever file the tokenizer came from (eval_hash adds its file hash)."""
+        ids = "\n".join(d["id"] for d in self.docs).encode()
+        return sha256_bytes(ids, self.tokens.astype("<i4").tobytes(), self.doc_starts.astype("<i8").tobytes())
 
     @property
     def eval_hash(self) -> str:
@@ -112,7 +135,8 @@ class EvalSet:
         offsets = np.fromiter((o for _, offs in encoded for off in offs for o in off), dtype=np.int32,
                               count=2 * n).reshape(n, 2)
         doc_index = np.repeat(np.arange(len(docs), dtype=np.int32), lengths)
-        return cls(list(docs), tokens, doc_index, offsets, doc_starts, tokenizer.eot_id, tokenizer.sha256)
+        return cls(list(docs), tokens, doc_index, offsets, doc_starts, tokenizer.eot_id, tokenizer.sha256,
+                   tokenizer.content_sha256)
 
     @classmethod
     def from_corpus(cls, corpus_dir: Union[str, Path], tokenizer: Optional[TextTokenizer] = None,
@@ -128,7 +152,7 @@ class EvalSet:
         docs = read_jsonl(docs_path)
         own = tokenizer is None
         tokenizer = tokenizer or TextTokenizer.from_file(corpus_dir / "tokenizer.json")
-        if not (own and cache):
+        if not (own and cache and docs):  # nothing to cache for an empty set (the commands refuse it)
             return cls.from_docs(docs, tokenizer)
         docs_sha = hashlib.sha256(docs_path.read_bytes()).hexdigest()
         cache_path = corpus_dir / CACHE_NAME
@@ -136,7 +160,7 @@ class EvalSet:
             with np.load(cache_path, allow_pickle=False) as z:
                 if str(z["tokenizer_sha256"]) == tokenizer.sha256 and str(z["docs_sha256"]) == docs_sha:
                     return cls(docs, z["tokens"], z["doc_index"], z["offsets"], z["doc_starts"],
-                               int(z["eot_id"]), tokenizer.sha256)
+                               int(z["eot_id"]), tokenizer.sha256, tokenizer.content_sha256)
         ev = cls.from_docs(docs, tokenizer)
         ev.save_tokens(cache_path, docs_sha256=docs_sha)
         return ev
@@ -192,5 +216,5 @@ class EvalSet:
         lengths = np.array([self.doc_starts[i + 1] - self.doc_starts[i] for i in keep], dtype=np.int64)
         sub = EvalSet([self.docs[i] for i in keep], self.tokens[idx], np.repeat(np.arange(len(keep), dtype=np.int32), lengths),
                       self.offsets[idx], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), self.eot_id,
-                      self.tokenizer_sha256)
+                      self.tokenizer_sha256, self.tokenizer_content_sha256)
         return sub, idx

@@ -41,16 +41,46 @@ def save_scores(path: Union[str, Path], loss: np.ndarray, correct: np.ndarray, m
         f, loss=loss.astype(np.float32), correct=correct.astype(bool), meta=np.str_(json.dumps(meta, sort_keys=True))))
 
 
+class ScoreFileError(ValueError):
+    """A score file that is missing, unreadable or not one (one line, naming the file)."""
+
+
 def load_scores(path: Union[str, Path]) -> Scores:
-    with np.load(path, allow_pickle=False) as z:
-        return Scores(z["loss"], z["correct"], json.loads(str(z["meta"])))
+    """Read a score file; anything but a complete one (missing, truncated, corrupt, another kind of file) is a
+    ScoreFileError naming the file. float16 losses are read as float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreFileError(f"{path}: no such score file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"loss", "correct", "meta"} - set(z.files)
+            if missing:
+                raise ScoreFileError(f"{path}: not a score file (no {', '.join(sorted(missing))})")
+            loss, correct, meta = z["loss"].astype(np.float32), z["correct"], json.loads(str(z["meta"]))
+    except ScoreFileError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, a CRC mismatch, ValueError: truncated or corrupt
+        raise ScoreFileError(f"{path}: not a readable score file ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if loss.ndim != 1 or loss.shape != correct.shape:
+        raise ScoreFileError(f"{path}: loss {loss.shape} and correct {correct.shape} do not match")
+    return Scores(loss, correct, meta)
+
+
+def same_eval_tokens(ma: dict, mb: dict) -> bool:
+    """Two metas (score files, labels) of the same documents and token ids under tokenizers of the same content,
+    even where the tokenizer files differ (e.g. one re-saved by transformers): both must record the content
+    hashes (evaluation.evalset.tokenizer_content_sha256, EvalSet.eval_tokens_sha256)."""
+    keys = ("tokenizer_content_sha256", "eval_tokens_sha256")
+    return all(ma.get(k) and ma.get(k) == mb.get(k) for k in keys)
 
 
 def check_comparable(a: Scores, b: Scores, names: tuple[str, str] = ("A", "B")) -> None:
-    """Refuse to compare score files from different eval sets or tokenizers, naming the hashes."""
-    for key in ("tokenizer_sha256", "eval_hash"):
-        ha, hb = a.meta.get(key), b.meta.get(key)
-        if ha != hb:
-            raise ValueError(f"{names[0]} and {names[1]} differ in {key}: {str(ha)[:16]}… vs {str(hb)[:16]}…")
+    """Refuse to compare score files from different eval sets or tokenizers, naming the hashes. A tokenizer is
+    identified by its content: files that differ only in how the tokenizer was saved compare."""
+    if not same_eval_tokens(a.meta, b.meta):
+        for key in ("tokenizer_sha256", "eval_hash"):
+            ha, hb = a.meta.get(key), b.meta.get(key)
+            if ha != hb:
+                raise ValueError(f"{names[0]} and {names[1]} differ in {key}: {str(ha)[:16]}… vs {str(hb)[:16]}…")
     if a.loss.shape != b.loss.shape:
         raise ValueError(f"{names[0]} and {names[1]} have {a.loss.shape[0]} vs {b.loss.shape[0]} tokens")

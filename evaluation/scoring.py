@@ -48,7 +48,7 @@ class HFScorer:
 def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, device: Union[str, torch.device] = "cpu",
           dtype: Optional[torch.dtype] = None, chunk_tokens: int = 8192, progress: bool = True,
           pad_multiple: int = 256, pad_batch: Optional[bool] = None,
-          max_batch_tokens: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+          max_batch_tokens: Optional[int] = None, desc: str = "scoring") -> tuple[np.ndarray, np.ndarray]:
     """Score every eval token once (docs/formats.md, "Contexts"). Returns loss (N,) float32, correct (N,) bool.
 
     Windows are batched by length (longest first) and right-padded with ignored targets to a multiple of
@@ -73,7 +73,7 @@ def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, devic
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=evalset.n_tokens, unit="tok", unit_scale=True, desc="scoring", leave=False)
+        bar = tqdm(total=evalset.n_tokens, unit="tok", unit_scale=True, desc=desc, leave=False)
     from torch.nn.attention import SDPBackend, sdpa_kernel
     backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     with torch.inference_mode(), autocast, sdpa_kernel(backends):

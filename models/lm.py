@@ -144,6 +144,13 @@ class LM(nn.Module):
     def _loss_kernel(self, device: torch.device) -> Optional[Callable]:
         return loss_kernel(self.kernels, device)[0]
 
+    def kernel_paths(self, device: torch.device) -> dict[str, str]:
+        """{op: implementation} this model runs on `device`, resolved now (imports the kernels; raises RuntimeError
+        where model.kernels=triton asks for one that is missing)."""
+        ops = mixer_ops(self.kernels, device, self.needs) if self.needs else None
+        return {**dict(ops.names if ops else ()), "add_norm": norm_kernel(self.kernels, device, self.cfg.d_model)[1],
+                "loss": loss_kernel(self.kernels, device)[1]}
+
     def check_kernels(self, device: torch.device, dtype: Optional[torch.dtype] = None) -> list[str]:
         """Run each mixer's kernel check for `device` and the training dtype (fla's GDN backward against its twin,
         once per head-dim shape); raises on a failed check. Returns one line per check run."""

@@ -4,6 +4,7 @@ import argparse
 import pytest
 
 from analysis.claims import build, run, within_noise
+from analysis.errors import AnalysisError
 from tests.synthetic import PLANTED
 
 
@@ -168,5 +169,5 @@ def test_claim5_rows_without_shortcut_settled_targets(results, tmp_path):
     sc = load_shortcuts(tmp_path / "shortcuts.npz")
     save_shortcuts(sc_path, {k: getattr(sc, k) for k in ("shortcut_candidates", "shortcut_settles", "shortcut_chance",
                                                           "probe", "kind", "level")}, "another_probe_set")
-    with pytest.raises(SystemExit, match="another_probe_set"):
+    with pytest.raises(AnalysisError, match="another_probe_set"):
         build(res, n_boot=50)

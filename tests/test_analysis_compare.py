@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from analysis import compare
+from analysis.errors import AnalysisError
 from analysis.labels import read_labels
 from evaluation.scorefile import load_scores, save_scores
 
@@ -58,7 +59,7 @@ def test_refuses_scores_of_another_eval_set_or_tokenizer(results, tmp_path, key)
     s = load_scores(results / "scores/hybrid-s0.npz")
     bad = tmp_path / "other.npz"
     save_scores(bad, s.loss, s.correct, {**s.meta, key: "f" * 64})
-    with pytest.raises(SystemExit, match=key):
+    with pytest.raises(AnalysisError, match=key):
         cli(results, tmp_path / "o", b=[bad])
     with pytest.raises(ValueError, match=key):  # and within one side too
         compare.load_side([results / "scores/hybrid-s0.npz", bad])
@@ -70,7 +71,7 @@ def test_refuses_labels_of_another_eval_set(results, tmp_path):
     meta = json.loads(t.schema.metadata[b"tokengap"])
     meta["eval_hash"] = "0" * 64
     pq.write_table(t.replace_schema_metadata({b"tokengap": json.dumps(meta).encode()}), tmp_path / "l.parquet")
-    with pytest.raises(SystemExit, match="eval_hash"):
+    with pytest.raises(AnalysisError, match="eval_hash"):
         cli(results, tmp_path / "o", labels=tmp_path / "l.parquet")
 
 

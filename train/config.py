@@ -5,11 +5,14 @@ a value outside its enum, fails at start-up naming the key (see models.config.co
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import List, Optional
 
-from models.config import ConfigError, ModelConfig, compose, resolve_layers, validate
+from models.config import ConfigError, ModelConfig, compose, resolve_layers, to_dict, validate
 from train.data.config import DataConfig
 
 
@@ -100,14 +103,14 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tensorboard: bool = True
     wandb: bool = False  # log to Weights & Biases too, if it is installed
-    progress: bool = True  # progress bar (tqdm)
+    progress: bool = True  # progress bars (tqdm) when stderr is a terminal; redirected logs never get them
     new_run: bool = False  # start over even if run_dir holds a checkpoint of another config (moves it aside)
 
 
 @dataclass
 class RunConfig:
-    name: str = "${model.name}-s${train.seed}"
-    run_dir: str = "runs/${name}"
+    name: str = "${model.name}-s${train.seed}"  # default set by load_run_config: <model>-<L>x<d>[-<digest>]-s<seed>
+    run_dir: str = "runs/${name}"  # default runs/<name>; the digest appears when model.* overrides change the model
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -117,6 +120,25 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     """Cheap checks that must fail before any compute, each naming its key."""
     validate(cfg.model)
     t = cfg.train
+    positive = (("train.batch_size", t.batch_size), ("train.max_tokens", t.max_tokens),
+                ("train.log_interval", t.log_interval), ("train.eval.batch_size", t.eval.batch_size),
+                ("train.checkpoint.keep_last", t.checkpoint.keep_last + 1),
+                ("train.threads", 1 if t.threads is None else t.threads),
+                ("train.micro_batch_size", 1 if t.micro_batch_size is None else t.micro_batch_size))
+    for key, val in positive:
+        if val < 1:
+            shown = val - 1 if key.endswith("keep_last") else val
+            raise ConfigError(f"{key}: must be {'>= 0' if key.endswith('keep_last') else 'positive'}, got {shown}")
+    if not t.optim.lr > 0:
+        raise ConfigError(f"train.optim.lr: must be positive, got {t.optim.lr}")
+    if t.optim.grad_clip < 0 or t.optim.weight_decay < 0 or t.optim.eps <= 0:
+        raise ConfigError("train.optim: grad_clip and weight_decay must be >= 0, eps > 0")
+    if len(t.optim.betas) != 2 or not all(0 <= b < 1 for b in t.optim.betas):
+        raise ConfigError(f"train.optim.betas: two numbers in [0, 1), got {list(t.optim.betas)}")
+    if t.eval.interval < 0 or t.checkpoint.interval < 0:
+        raise ConfigError("train.eval.interval / train.checkpoint.interval: must be >= 0 (0 disables)")
+    if t.eval.filters and not Path(t.eval.filters).is_file():
+        raise ConfigError(f"train.eval.filters: no such file {t.eval.filters} (python -m analysis label ... --filters)")
     if t.seq_len < 2:
         raise ConfigError(f"train.seq_len: must be >= 2, got {t.seq_len}")
     if t.batch_size < 1 or t.batch_size % world:
@@ -153,5 +175,31 @@ def resolve_defaults(cfg: RunConfig) -> None:
         raise ConfigError(f"model.window: {m.window} is longer than the context train.seq_len={cfg.train.seq_len}")
 
 
+def model_digest(m: ModelConfig) -> str:
+    """Six hex digits of the model config (vocab_size left out: the tokenizer sets it)."""
+    d = {k: v for k, v in to_dict(m).items() if k != "vocab_size"}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def default_name(cfg: RunConfig, overrides: list[str]) -> str:
+    """<model>-<layers>x<d_model>-s<seed>; with the model config's digest after the shape when model.* overrides
+    change it from what conf/ gives for this model and size, so that e.g. `model.pattern=[...]` never lands in
+    the run directory of the unmodified model."""
+    m = cfg.model
+    shape = f"{m.name}-{m.n_layers}x{m.d_model}"
+    if any(o.lstrip("+~").startswith("model.") for o in overrides):
+        base = compose("config", [o for o in overrides if not o.lstrip("+~").startswith("model.")], "run_schema",
+                       RunConfig).model
+        if model_digest(base) != model_digest(m):
+            shape += f"-{model_digest(m)}"
+    return f"{shape}-s{cfg.train.seed}"
+
+
 def load_run_config(overrides: list[str]) -> RunConfig:
-    return compose("config", overrides, "run_schema", RunConfig)
+    cfg = compose("config", overrides, "run_schema", RunConfig)
+    named = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o} & {"name", "run_dir"}
+    if "name" not in named:
+        cfg.name = default_name(cfg, overrides)
+        if "run_dir" not in named:
+            cfg.run_dir = f"runs/{cfg.name}"
+    return cfg

@@ -115,11 +115,11 @@ class Evaluator:
         return {"eval/all": self.evalset.n_tokens, **{k: int(m.sum()) for k, m in self.masks.items()}}
 
     @torch.no_grad()
-    def __call__(self, model: LM) -> dict[str, float]:
+    def __call__(self, model: LM, progress: bool = False, desc: str = "eval") -> dict[str, float]:
         was_training = model.training
         model.eval()
         loss, _ = score(ZooScorer(model), self.evalset, self.context_len, self.batch_size, self.device,
-                        self.dtype, progress=False)
+                        self.dtype, progress=progress, desc=desc)
         model.train(was_training)
         out = {"eval/all": float(loss.mean())}
         for k, m in self.masks.items():
@@ -139,6 +139,17 @@ def load_filters(path: str, evalset: EvalSet, keep: Optional[np.ndarray]) -> dic
         if m.shape != (evalset.n_tokens,):
             raise ConfigError(f"train.eval.filters: mask {k!r} has {m.shape[0]} entries, eval set {evalset.n_tokens}")
     return {k: m[keep] for k, m in masks.items()} if keep is not None else masks
+
+
+CONSOLE_FILTERS = ("content_novel", "function_novel", "repeated", "open_delim", "close_delim")
+
+
+def eval_line(rec: dict) -> str:
+    """One console line of an evaluation record: overall loss and a few filters (all of them: metrics.jsonl)."""
+    kind = "annealed eval" if rec.get("annealed") else "eval"
+    parts = [f"all {rec['eval/all']:.4f}"] + [f"{k} {rec[f'eval/filter/{k}']:.4f}" for k in CONSOLE_FILTERS
+                                              if f"eval/filter/{k}" in rec]
+    return f"step {rec['step']} {kind}: " + ", ".join(parts) + f" ({rec['eval_seconds']:.1f} s)"
 
 
 # ---- logging --------------------------------------------------------------------------------------------------
@@ -195,6 +206,9 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.corpus = PackedCorpus(cfg.data.corpus_dir())
+        if cfg.model.vocab_size not in (0, self.corpus.vocab_size):
+            raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size}, but the corpus's tokenizer has "
+                              f"{self.corpus.vocab_size} tokens (leave it 0: the tokenizer sets it)")
         cfg.model.vocab_size = self.corpus.vocab_size
         validate_run(cfg, self.dist.world)
         resolve_defaults(cfg)
@@ -222,6 +236,10 @@ class Trainer:
         self.resume_from = self._find_resume()  # may move an incompatible run aside (train.new_run=true)
         torch.manual_seed(t.seed)
         self.model = LM(cfg.model).to(self.device)
+        try:  # resolve the kernels now: model.kernels=triton without them fails here, before the run directory exists
+            self.model.kernel_paths(self.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"model.kernels: {exc}") from None
         # before any step: each kernel that needs it checked on this device and dtype (fla's GDN backward)
         self.kernel_checks = self.model.check_kernels(self.device, self.amp_dtype or torch.float32)
         for line in self.kernel_checks:
@@ -238,6 +256,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.train_model = DDP(self.train_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.graphed = GraphedFwdBwd(self.train_model, self.model.parameters(), self.amp_dtype) if self.cuda_graph else None
+        self.progress = t.progress and sys.stderr.isatty()  # no carriage-return lines in a redirected log
+        self.bar = None
         wants_eval = t.eval.interval > 0 or bool(t.eval.anneal_at)
         self.evaluator = self._make_evaluator() if self.dist.main and wants_eval else None
 
@@ -333,11 +353,19 @@ class Trainer:
         if self.evaluator is None:
             return None
         t0 = time.perf_counter()
-        metrics = self.evaluator(self.model)
+        metrics = self.evaluator(self.model, progress=self.progress, desc=f"eval at step {step}")
         rec = {"kind": "eval", "step": step, "tokens": extra.pop("tokens", step * self.tokens_per_step),
                "annealed": annealed, **extra, **metrics, "eval_seconds": time.perf_counter() - t0}
         self.log.write(rec)
+        self._print(eval_line(rec))
         return rec
+
+    def _print(self, line: str) -> None:
+        """A console line that does not break the progress bar."""
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
 
     def anneal_branch(self, step: int) -> None:
         """Decay from the stable-phase weights at `step`, evaluate, then restore and continue the stable run."""
@@ -362,7 +390,8 @@ class Trainer:
                      "config": self.resolved, "tokenizer_sha256": self.corpus.tokenizer_sha256,
                      "data": {"seed": self.cfg.train.seed, "next_step": step}}
             extra = {"step": step, "tokens": step * self.tokens_per_step, "run": self.cfg.name,
-                     "tokenizer_sha256": self.corpus.tokenizer_sha256, "code_version": self.code_version}
+                     "tokenizer_sha256": self.corpus.tokenizer_sha256, "code_version": self.code_version,
+                     "context_len": self.cfg.train.seq_len}
             path = save_checkpoint(self.ckpt_root, step, self.model, state, extra, milestone=step in self.milestone_steps)
             prune(self.ckpt_root, self.cfg.train.checkpoint.keep_last)
         if self.dist.world > 1:
@@ -374,6 +403,18 @@ class Trainer:
         t, d = self.cfg.train, self.dist
         self.code_version = code_version()
         resumed = self.resume_from is not None
+        if resumed and self.step >= self.total_steps and (self.run_dir / "summary.json").is_file():
+            if d.main:  # a finished run's records stay as they are
+                print(f"run {self.cfg.name} finished at step {self.step} ({self.run_dir / 'summary.json'}); nothing "
+                      "to do (train.new_run=true starts it over, moving this one aside)")
+            return self.run_dir / "model"
+        if d.main and not resumed and self.run_dir.exists() and any(self.run_dir.iterdir()):
+            # a run killed before its first checkpoint, or whose checkpoints were deleted: its logs are not this run's
+            aside = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(str(self.run_dir), str(aside))
+            print(f"{self.run_dir} held another run's files but no checkpoint to resume: moved them to {aside}")
+        if d.world > 1:
+            dist.barrier()
         if d.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._announce(resumed)
@@ -382,9 +423,10 @@ class Trainer:
         if d.main and not resumed and t.eval.interval > 0:
             self.evaluate(0)
         bar = None
-        if d.main and t.progress:
+        if d.main and self.progress:
             from tqdm import tqdm
             bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, desc=self.cfg.name)
+        self.bar = bar
         t_start, tok_timed, t_timed = time.perf_counter(), 0, 0.0
         try:
             while self.step < self.total_steps:
@@ -451,7 +493,8 @@ class Trainer:
         model_dir = self.run_dir / "model"
         save_pretrained(self.model, model_dir, extra={"step": self.step, "run": self.cfg.name,
                                                        "tokenizer_sha256": self.corpus.tokenizer_sha256,
-                                                       "code_version": self.code_version})
+                                                       "code_version": self.code_version,
+                                                       "context_len": self.cfg.train.seq_len})
         summary = {"name": self.cfg.name, "steps": self.step, "tokens": self.step * self.tokens_per_step,
                    "wall_seconds": wall, "train_tokens_per_s": tps, "device": str(self.device),
                    "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
@@ -464,9 +507,20 @@ class Trainer:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from models.console import setup_logging
+    setup_logging()
+    if any(a in ("-h", "--help") for a in argv):
+        from train.cli_help import help_text
+        print(help_text())
+        return 0
+    dry = "--dry-run" in argv
+    argv = [a for a in argv if a != "--dry-run"]
     try:
         cfg = load_run_config(argv)
+        if dry:
+            from train.cli_help import dry_run
+            print(dry_run(cfg))
+            return 0
         trainer = Trainer(cfg)
         trainer.run()
     except (ConfigError, CheckpointError, FileNotFoundError, GDNKernelCheckError) as exc:

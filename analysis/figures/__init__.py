@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 SCORE_NAME = re.compile(r"^(?P<arch>.+)-s(?P<seed>\d+)\.(?P<ext>npz|jsonl)$")
 
@@ -62,13 +63,16 @@ def note(msg: str) -> None:
 
 
 def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: int = 1000, seed: int = 0,
-             probes: bool = True) -> tuple[list[dict], dict]:
-    """Compute the tables and draw every figure. Returns (report entries, provenance for the report)."""
+             probes: bool = True, archs: Optional[Sequence[str]] = None) -> tuple[list[dict], dict]:
+    """Compute the tables and draw every figure. Returns (report entries, provenance for the report).
+    archs: only these architectures' score files and curves (default: every one under results/)."""
     from analysis.figures import plots
 
     entries: list[dict] = []
     info: dict = {"results": str(results)}
     scores = find_runs(results / "scores", "npz")
+    if archs is not None:
+        scores = {k: v for k, v in scores.items() if k in archs}
     labels_path = results / "labels.parquet"
     gaps = reg = None
     if baseline not in scores:
@@ -130,7 +134,9 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
         except Exception as exc:  # the probes' own figures must not take the others down
             note(f"probe figures failed: {type(exc).__name__}: {exc}")
     curves = read_curves(results / "curves")
-    e = plots.fig_curves(curves, out) if curves is not None else None
+    if curves is not None and archs is not None:
+        curves = curves[curves["arch"].isin(archs)]
+    e = plots.fig_curves(curves, out, baseline) if curves is not None else None
     entries.append(e) if e else note(f"no training curves under {results / 'curves'}: curve figure skipped")
     return entries, info
 
@@ -145,13 +151,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.report import write_report
+    from analysis.report import markdown_html, write_report
 
+    from analysis.errors import AnalysisError
     t0 = time.perf_counter()
     results = Path(args.results)
+    if not results.is_dir():
+        raise AnalysisError(f"--results {results}: no such folder")
+    if not any((results / sub).is_dir() for sub in ("scores", "curves", "probes")):
+        raise AnalysisError(f"--results {results}: no scores/, curves/ or probes/ in it (nothing to draw)")
     out = Path(args.out) if args.out else results / "figures"
     report = Path(args.report) if args.report else results / "report.html"
     entries, info = make_all(results, out, args.baseline, args.n_boot, args.seed)
-    write_report(entries, report, info)
+    claims = results / "claims.md"  # the headline: the claims table (python -m analysis claims), when there is one
+    headline = markdown_html(claims.read_text()) if claims.is_file() else ""
+    write_report(entries, report, {**info, "baseline": args.baseline}, headline=headline,
+                 headline_title="The study's claims, measured")
     print(f"{len(entries)} figure(s) -> {out}; report -> {report} ({time.perf_counter() - t0:.1f} s)")
     return 0

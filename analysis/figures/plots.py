@@ -93,7 +93,7 @@ def fig_domain(gaps, meta, out: Path):
     forest(ax, rows, "category", comps, order)
     ax.legend(loc="best", fontsize=8, frameon=False)
     ax.set_title("Loss gap by domain")
-    return save(fig, out, "gap_by_domain", "1. Gap by domain",
+    return save(fig, out, "gap_by_domain", "Gap by domain",
                 _caption("Mean per-token loss gap over all eval tokens and per domain.", meta), rows)
 
 
@@ -104,7 +104,8 @@ def fig_content_function(gaps, meta, out: Path):
     plt = setup_matplotlib()
     comps = list(dict.fromkeys(rows["b"]))
     dom = _sel(gaps, family="word_class_domain")
-    fig, axes = plt.subplots(1, 2 if not dom.empty else 1, figsize=(11, 3.8), squeeze=False)
+    # narrow enough that the report (1100 px) shows it near full size: its fonts stay legible
+    fig, axes = plt.subplots(1, 2 if not dom.empty else 1, figsize=(9.5 if not dom.empty else 6, 4.6), squeeze=False)
     order = [c for c in rows["category"].drop_duplicates() if not str(c).startswith("other")]
     forest(axes[0, 0], rows, "category", comps, order)
     axes[0, 0].set_title("Word classes (all pieces, first piece, novel)")
@@ -117,7 +118,7 @@ def fig_content_function(gaps, meta, out: Path):
         import pandas as pd
         table = pd.concat([rows, dom], ignore_index=True)
     fig.tight_layout()
-    return save(fig, out, "content_function", "2. Content vs function words",
+    return save(fig, out, "content_function", "Content vs function words",
                 _caption("Content words (NOUN, PROPN, VERB, ADJ, ADV) vs function words (DET, ADP, PRON, AUX, "
                          "CCONJ, SCONJ, PART) in POS-tagged prose; 'all pieces': every model token of the word; "
                          "'first piece': only the word-initial token; 'novel': not a repeated 4-gram.", meta),
@@ -141,7 +142,7 @@ def fig_ptb(gaps, meta, out: Path, min_tokens: int = 100):
     forest(ax, rows[rows["category"].isin(order)], "category", comps, order)
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title("Loss gap per Penn Treebank tag (sorted)")
-    return save(fig, out, "gap_by_ptb", "3. Gap per PTB tag",
+    return save(fig, out, "gap_by_ptb", "Gap per PTB tag",
                 _caption(f"Per fine PTB tag (spaCy tagger on prose; a token takes the tag of the word holding its "
                          f"first non-space character), tags with at least {min_tokens} tokens, sorted by the "
                          f"first comparison's gap; the CSV also has first-piece rows.", meta),
@@ -159,7 +160,7 @@ def fig_code(gaps, meta, out: Path):
     forest(ax, rows, "category", comps)
     ax.legend(loc="best", fontsize=8, frameon=False)
     ax.set_title("Code and markup lexical categories")
-    return save(fig, out, "code_markup", "4. Code and markup categories",
+    return save(fig, out, "code_markup", "Code and markup categories",
                 _caption("Python lexical classes from the tokenize module; HTML tag syntax / attribute values / "
                          "text nodes; LaTeX commands / math / text. A token takes the class of its first "
                          "non-space character.", meta), _sel(gaps, family="code"))
@@ -194,7 +195,7 @@ def fig_repetition(gaps, meta, out: Path):
         ax.axis("off")
     fig.tight_layout()
     import pandas as pd
-    return save(fig, out, "repetition", "5. Repeated vs novel tokens",
+    return save(fig, out, "repetition", "Repeated vs novel tokens",
                 _caption("Left: tokens that complete an n-gram already seen earlier in the same scoring window "
                          "(first occurrences not counted) vs the rest. Right: repeated tokens by distance to the "
                          "previous occurrence.", meta), pd.concat([rows, dist], ignore_index=True))
@@ -218,7 +219,7 @@ def fig_delimiters(gaps, meta, out: Path):
         axes[1].axis("off")
     fig.tight_layout()
     import pandas as pd
-    return save(fig, out, "delimiters", "6. Opening vs closing delimiters",
+    return save(fig, out, "delimiters", "Opening vs closing delimiters",
                 _caption("Tokens that are, or start with, a delimiter (merged pieces such as '});' included here; "
                          "the CSV splits them into pure and merged, and lists tokens holding a delimiter after "
                          "other characters, such as '\"><' in HTML, as 'inside'). Types: () [] {} <> HTML tags, "
@@ -240,7 +241,7 @@ def fig_regression(reg, meta, out: Path):
     ax.legend(loc="best", fontsize=8, frameon=False)
     r2 = ", ".join(f"{b}: R²={g['r2'].iloc[0]:.4f}, n={int(g['n'].iloc[0]):,}" for b, g in reg.groupby("b", sort=False))
     ax.set_title("Regression of the gap on categories and controls")
-    return save(fig, out, "regression", "7. Regression with controls",
+    return save(fig, out, "regression", "Regression with controls",
                 f"OLS of the per-token gap loss({meta['a']}) − loss(B) on category indicators, log unigram "
                 f"frequency, repetition flags (rep_n, nested), log(1 + context position) and domain fixed effects; "
                 f"95% CIs from standard errors clustered by document ({r2}).", reg)
@@ -250,6 +251,15 @@ CURVE_FILTERS = (("eval/all", "all tokens"), ("eval/filter/content_novel", "cont
                  ("eval/filter/repeated_4", "repeated tokens (4-gram)"), ("eval/filter/close_delim", "closing delimiters"))
 
 
+def _tokens(x, _pos=None) -> str:
+    """Tick label of a token count: 200k, 1.5M, 20M, 1B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            v = x / div
+            return f"{v:.0f}{unit}" if v >= 10 or v == int(v) else f"{v:.1f}{unit}"
+    return f"{x:.0f}"
+
+
 def fig_curves(curves, out: Path, baseline: str = "transformer"):
     """curves: DataFrame with arch, seed, step, tokens, annealed and metric columns."""
     if curves is None or curves.empty:
@@ -257,13 +267,15 @@ def fig_curves(curves, out: Path, baseline: str = "transformer"):
     import pandas as pd
 
     plt = setup_matplotlib()
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     keys = [(k, t) for k, t in CURVE_FILTERS if k in curves.columns and curves[k].notna().any()]
     if not keys:
         return None
-    archs = [a for a in ("transformer", "hybrid", "recurrent") if a in set(curves["arch"])] + \
-        sorted(set(curves["arch"]) - {"transformer", "hybrid", "recurrent"})
+    first = [baseline, "transformer", "hybrid", "recurrent"]
+    archs = list(dict.fromkeys(a for a in first if a in set(curves["arch"]))) + \
+        sorted(set(curves["arch"]) - set(first))
+    seeds = int(curves.groupby("arch")["seed"].nunique().max())
     # two series per architecture: stable-phase evaluations (thin line) and WSD-annealed ones (markers)
     phases = {"stable": curves[~curves["annealed"] & (curves["tokens"] > 0)], "annealed": curves[curves["annealed"]]}
     style = {"stable": dict(lw=0.9, alpha=0.55), "annealed": dict(marker="o", ms=4, lw=1.6)}
@@ -294,9 +306,12 @@ def fig_curves(curves, out: Path, baseline: str = "transformer"):
                              color=color(arch, i), label=f"{baseline} − {arch}" if label else None, **style[phase])
             ax.set_title(title, fontsize=9)
             axg.axhline(0, color="black", lw=0.7)
-            for a_ in (ax, axg):
+            for a_ in (ax, axg):  # 1-2-5 ticks per decade, labelled as token counts
                 a_.set_xscale("log")
+                a_.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                a_.xaxis.set_major_formatter(FuncFormatter(_tokens))
                 a_.xaxis.set_minor_formatter(NullFormatter())
+                a_.tick_params(axis="x", labelsize=7)
             axg.set_xlabel("training tokens")
             if j == 0 and phase == "annealed":
                 ax.set_ylabel("eval loss (nats)")
@@ -304,9 +319,11 @@ def fig_curves(curves, out: Path, baseline: str = "transformer"):
                 ax.legend(fontsize=7, frameon=False)
                 axg.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    return save(fig, out, "curves", "9. Filtered loss curves during training",
+    return save(fig, out, "curves", "Filtered loss curves during training",
                 "Eval loss under the training loop's filter masks: thin lines at stable-phase (constant learning rate) "
                 "evaluations, markers at WSD-annealed checkpoints (a short decay branched off the stable run, and the "
-                "final decay), which is how the study evaluates; mean over seeds (band: min–max over seeds). Bottom: "
+                "final decay), which is how the study evaluates; "
+                + ("mean over seeds (band: min–max over seeds). " if seeds > 1 else "one seed per model (no band). ")
+                + "Bottom: "
                 f"loss({baseline}) − loss(model) at the same token counts: positive = the model beats the {baseline}.",
                 pd.DataFrame(rows))

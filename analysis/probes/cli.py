@@ -13,6 +13,8 @@ generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydr
 """
 from __future__ import annotations
 
+from analysis.errors import AnalysisError
+
 import argparse
 import sys
 import time
@@ -103,7 +105,7 @@ def _score(args) -> int:
     dtype = default_dtype(args.dtype, device)
     probes = ProbeSet.load(args.probes)
     if args.model and not args.tokenizer:
-        raise SystemExit("error: --tokenizer <corpus>/tokenizer.json is needed with --model")
+        raise AnalysisError("--tokenizer <corpus>/tokenizer.json is needed with --model")
     lm = load_for_scoring(args.model, args.hf, device, dtype, args.kernels, args.name)
     tok = lm.tokenizer or TextTokenizer.from_file(args.tokenizer)
     lm.check_tokenizer(tok.sha256, args.tokenizer or "its tokenizer")
@@ -163,7 +165,7 @@ def _compare(args) -> int:
         try:
             check_matches(sc, a + b)
         except ValueError as exc:
-            raise SystemExit(f"error: {exc}")
+            raise AnalysisError(str(exc)) from None
         exclude, chance = sc.shortcut_settles, sc.shortcut_chance
     df = compare(a, b, n_boot=args.n_boot, seed=args.seed, exclude=exclude, shortcut_chance=chance)
 
