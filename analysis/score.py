@@ -161,7 +161,6 @@ def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] 
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
 
     from models.console import setup_logging
     setup_logging()
