@@ -7,6 +7,7 @@
     python -m analysis probes   ...   synthetic probes: generate and score           (analysis/probes/)
     python -m analysis claims   ...   the study's headline claims, measured          (analysis/claims.py)
     python -m analysis pipeline ...   two models -> labels, scores, report, viewer   (analysis/pipeline.py)
+    python -m analysis words    ...   two tokenizers: the gap word by word, bits/byte (analysis/words.py)
 
 Each subcommand lives in its own module, which provides add_arguments(parser) and run(args).
 """
@@ -24,6 +25,7 @@ COMMANDS = {
     "probes": "analysis.probes.cli",
     "claims": "analysis.claims",
     "pipeline": "analysis.pipeline",
+    "words": "analysis.words",
 }
 
 

@@ -4,8 +4,9 @@
         --b results/scores/hybrid-s0.npz [--b ...] --labels results/labels.parquet --out results/compare
 
 Default sign (paper.md): A = transformer, B = hybrid, so a positive gap favours the hybrid. With several seeds
-per side, the gap per token is mean over A's seeds minus mean over B's seeds (CIs from the document bootstrap),
-and beside every gap the spread over matched seed pairs (seed i of A vs seed i of B): min, max and sd.
+per side, the gap per token is mean over A's seeds minus mean over B's seeds; its CI is a two-level bootstrap
+(`analysis.stats.two_level_gaps`: the seeds of each side and the documents, or source files, within domains), and
+beside every gap the spread over matched seed pairs (seed i of A vs seed i of B): min, max and sd.
 
 Writes <out>/gaps.csv (every category of every family), <out>/regression.csv, <out>/summary.json.
 """
@@ -22,7 +23,7 @@ import numpy as np
 from evaluation.scorefile import Scores, check_comparable, load_scores
 from models.atomic import atomic_write_text
 from analysis.errors import AnalysisError, positive_int
-from analysis.stats import bootstrap_weights, category_means, cluster_strata, cluster_sums, ols_clustered
+from analysis.stats import cluster_strata, cluster_sums, ols_clustered, two_level_gaps
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------------
@@ -88,32 +89,34 @@ class GapConfig:
     novel_n: int = 4
 
 
-def gap_table(a: Side, b: Side, labels, cfg: GapConfig = GapConfig()):
+def gap_table(a: Side, b: Side, labels, cfg: GapConfig = GapConfig(), clusters: Optional[np.ndarray] = None):
     """DataFrame, one row per category: family, category, its attrs, n_tokens, n_docs, gap, lo, hi, loss_a,
-    loss_b, seed_pairs, seed_min, seed_max, seed_sd (NaN with one pair)."""
+    loss_b, seed_pairs, seed_min, seed_max, seed_sd (NaN with one pair).
+
+    lo, hi: two-level bootstrap (seeds of A and of B, and clusters within domains). clusters: (N,) the
+    resampling unit of each token (default: its document; `analysis.claims.token_clusters` gives source files,
+    whose chunks are not independent); n_docs counts those units."""
     import pandas as pd
 
     from analysis.categories.families import Columns, FamilyParams, build_categories
 
-    gap = a.loss.astype(np.float64).mean(0) - b.loss.astype(np.float64).mean(0)
     P = min(a.n_seeds, b.n_seeds)
     pairs = (a.loss[:P].astype(np.float64) - b.loss[:P].astype(np.float64)).T  # (N, P)
-    vals = np.column_stack([gap, a.loss.mean(0), b.loss.mean(0), pairs])
-    doc = labels["doc_index"].to_numpy()
-    uniq, cid = np.unique(doc, return_inverse=True)
+    vals = np.column_stack([a.loss.mean(0), b.loss.mean(0), pairs])
+    units = labels["doc_index"].to_numpy() if clusters is None else np.asarray(clusters)
+    uniq, cid = np.unique(units, return_inverse=True)
     k = uniq.shape[0]
     strata = None
     if cfg.stratify and "domain" in labels.columns:
-        strata = cluster_strata(doc, labels["domain"].astype(str).to_numpy())
-    w = bootstrap_weights(k, cfg.n_boot, cfg.seed, strata)
+        strata = cluster_strata(cid, labels["domain"].astype(str).to_numpy())
     cols = Columns(labels)
     cats = build_categories(cols, cfg.families, FamilyParams(novel_n=cfg.novel_n))
     rows = []
     for fam in dict.fromkeys(f for f, _ in cats):
         fc = [c for f, c in cats if f == fam]
         masks = [c.mask for c in fc]
-        cm = category_means(gap, cid, masks, cfg.n_boot, cfg.alpha, cfg.seed, weights=w)
-        sums, counts = cluster_sums(vals[:, 1:], cid, masks, k)
+        cm = two_level_gaps(a.loss, b.loss, cid, masks, strata, cfg.n_boot, cfg.alpha, cfg.seed)
+        sums, counts = cluster_sums(vals, cid, masks, k)
         tot = counts.sum(0)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = sums.sum(1) / tot  # (columns, C)

@@ -56,7 +56,7 @@ def label_evalset(ev: EvalSet, context_len: int, resources: Mapping[str, Any],
     timings = {} if timings is None else timings
     parts: dict[str, list] = {}
     bar = None
-    if progress:
+    if progress and sys.stderr.isatty():  # no carriage-return lines in a redirected log
         from tqdm import tqdm
         bar = tqdm(total=ev.n_tokens, unit="tok", unit_scale=True, desc="labeling", leave=False, file=sys.stderr)
     for c0 in range(0, len(ev.docs), chunk_docs):

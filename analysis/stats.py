@@ -146,6 +146,75 @@ def category_means(values: np.ndarray, clusters: np.ndarray, masks: np.ndarray, 
     return CategoryMeans(mean, lo, hi, tot_c.astype(np.int64), (counts > 0).sum(0).astype(np.int64), reps, alpha)
 
 
+def seed_weights(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_seeds): each replicate's seeds drawn with replacement, as weights summing to 1 (one seed: 1)."""
+    rng = np.random.default_rng(seed)
+    if n_seeds == 1:
+        return np.ones((n_boot, 1))
+    return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) / n_seeds
+
+
+def two_level_gaps(loss_a: np.ndarray, loss_b: np.ndarray, clusters: np.ndarray, masks, strata=None,
+                   n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CategoryMeans:
+    """Mean gap loss(A) − loss(B) per category with a two-level bootstrap: each replicate resamples the seeds of A
+    and, independently, the seeds of B (training runs: the seed sets model init and data order), and the clusters
+    (source files) within strata (domains), and takes the token-weighted gap of the seed-averaged losses over the
+    resampled clusters. So the interval covers what another pair of training runs would give on another draw of
+    documents, not the documents alone.
+
+    loss_a: (S_A, N), loss_b: (S_B, N); clusters: (N,) ids; masks: C (N,) bool; strata: (n_clusters,) in
+    np.unique(clusters) order. Returns CategoryMeans (mean at every seed and cluster once; reps (n_boot, C))."""
+    masks = list(masks) if not isinstance(masks, np.ndarray) else list(np.atleast_2d(masks))
+    uniq, cid = np.unique(clusters, return_inverse=True)
+    k = uniq.shape[0]
+    la, lb = np.atleast_2d(loss_a).astype(np.float64), np.atleast_2d(loss_b).astype(np.float64)
+    sa, counts = cluster_sums(la.T, cid, masks, k)  # (S_A, k, C), (k, C)
+    sb, _ = cluster_sums(lb.T, cid, masks, k)
+    if la.shape[0] == 1:
+        sa = sa[None] if sa.ndim == 2 else sa
+    if lb.shape[0] == 1:
+        sb = sb[None] if sb.ndim == 2 else sb
+    rng = np.random.SeedSequence(seed).spawn(3)
+    w = bootstrap_weights(k, n_boot, int(rng[0].generate_state(1)[0]), strata)  # (R, k)
+    u = seed_weights(la.shape[0], n_boot, int(rng[1].generate_state(1)[0]))  # (R, S_A)
+    v = seed_weights(lb.shape[0], n_boot, int(rng[2].generate_state(1)[0]))  # (R, S_B)
+    num = np.einsum("rs,rsc->rc", u, np.einsum("rk,skc->rsc", w, sa)) - \
+        np.einsum("rs,rsc->rc", v, np.einsum("rk,skc->rsc", w, sb))
+    den = w @ counts
+    tot_c = counts.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = num / den
+        mean = (sa.mean(0).sum(0) - sb.mean(0).sum(0)) / tot_c
+    lo, hi = np.full(len(masks), np.nan), np.full(len(masks), np.nan)
+    for c in range(len(masks)):
+        r = reps[:, c][np.isfinite(reps[:, c])]
+        if r.size and (counts[:, c] > 0).sum() >= 2:
+            lo[c], hi[c] = np.quantile(r, [alpha / 2, 1 - alpha / 2])
+    return CategoryMeans(mean, lo, hi, tot_c.astype(np.int64), (counts > 0).sum(0).astype(np.int64), reps, alpha)
+
+
+def ratio_ci(cm: CategoryMeans, i: int, j: int) -> MeanCI:
+    """Category i over category j (e.g. content / function gap, or a category's gap / the overall gap), with the
+    percentile CI of the paired replicates."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cm.reps[:, i] / cm.reps[:, j]
+    r = r[np.isfinite(r)]
+    lo, hi = np.quantile(r, [cm.alpha / 2, 1 - cm.alpha / 2]) if r.size else (np.nan, np.nan)
+    return MeanCI(float(cm.mean[i] / cm.mean[j]), float(lo), float(hi), int(cm.n_tokens[i]),
+                  int(cm.n_clusters[i]))
+
+
+def source_files(doc_ids) -> np.ndarray:
+    """(n_docs,) the source file of each eval document: its id without the chunk number the corpus builder adds
+    when it cuts a long file (`html/pandas-doc-html/.../pivot_table.html/0003` -> `.../pivot_table.html`).
+    Chunks of one file are not independent: they are resampled together."""
+    out = []
+    for i in doc_ids:
+        head, _, tail = str(i).rpartition("/")
+        out.append(head if tail.isdigit() and head else str(i))
+    return np.array(out, dtype=object)
+
+
 def cluster_strata(clusters: np.ndarray, token_strata: np.ndarray) -> np.ndarray:
     """(n_clusters,) stratum of each cluster, in `np.unique(clusters)` order, from per-token strata."""
     uniq, first = np.unique(clusters, return_index=True)

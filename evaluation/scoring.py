@@ -6,6 +6,7 @@ The loss never materialises (batch, seqlen, vocab) logits: hidden states are pro
 """
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from typing import Optional, Union
 
@@ -71,7 +72,7 @@ def score(scorer, evalset: EvalSet, context_len: int, batch_size: int = 8, devic
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None and dtype != torch.float32 \
         else nullcontext()
     bar = None
-    if progress:
+    if progress and sys.stderr.isatty():  # a progress bar (tokens/s) on a terminal; none in a redirected log
         from tqdm import tqdm
         bar = tqdm(total=evalset.n_tokens, unit="tok", unit_scale=True, desc=desc, leave=False)
     from torch.nn.attention import SDPBackend, sdpa_kernel

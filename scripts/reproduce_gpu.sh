@@ -40,12 +40,15 @@ for ARCH in "${ARCHS[@]}"; do
       --out "results/scores/$RUN.npz"
   $PY -m analysis probes score --model "runs/$RUN/model" --tokenizer build/corpus/small/tokenizer.json \
       --probes build/probes --context 2048 --batch-size 32 --out "results/probes/$RUN.npz"
-  # 5. logs and resolved configs next to the scores
-  mkdir -p results/curves "results/runs/$RUN"
+  # 5. logs, resolved configs and the per-token losses of every annealed point next to the scores
+  mkdir -p results/curves "results/runs/$RUN" results/scores/annealed
   cp "runs/$RUN/metrics.jsonl" "results/curves/$RUN.jsonl"
+  for f in runs/$RUN/scores/annealed-step*.npz; do
+    [ -f "$f" ] && cp "$f" "results/scores/annealed/$RUN-$(basename "$f" .npz | sed 's/annealed-//').npz"
+  done
   cp "runs/$RUN/run.json" "runs/$RUN/summary.json" "runs/$RUN/config.yaml" "results/runs/$RUN/"
   if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/$RUN.tar.gz" "results/scores/$RUN.npz" "results/probes/$RUN.npz" "results/curves/$RUN.jsonl" \
-        "results/runs/$RUN"
+        "results/runs/$RUN" results/scores/annealed/"$RUN"-step*.npz
   fi
 done

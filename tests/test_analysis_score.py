@@ -97,7 +97,7 @@ def test_score_files_roundtrip_and_refuse_other_eval_sets(tmp_path):
     loss, ok = np.random.default_rng(0).random(10).astype(np.float32), np.zeros(10, bool)
     a = load_scores(save_scores(tmp_path / "a.npz", loss, ok, {"eval_hash": "e1", "tokenizer_sha256": "t"}))
     b = load_scores(save_scores(tmp_path / "b.npz", loss, ok, {"eval_hash": "e2", "tokenizer_sha256": "t"}))
-    assert np.array_equal(a.loss, loss) and a.meta["eval_hash"] == "e1"
+    assert np.abs(a.loss - loss).max() <= 2.0 ** -12 + 1e-7 and a.meta["eval_hash"] == "e1"  # the 16-bit code
     check_comparable(a, a)
     with pytest.raises(ValueError, match="eval_hash: e1"):
         check_comparable(a, b)

@@ -160,3 +160,20 @@ def test_missing_model_without_network_fails_in_one_line_within_seconds(corpus, 
                         "--out", str(tmp_path / "x.npz"), "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "hub cannot be reached" in err and err.count("\n") == 0
+
+
+def test_pair_recipes_name_only_verified_classes_as_verified():
+    """conf/pairs.yaml: every side marked verified is a class this file tests; every pair says its context."""
+    from pathlib import Path
+
+    import yaml
+
+    from analysis.hf import CLASSES
+    pairs = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "pairs.yaml").read_text())["pairs"]
+    tested = {cls for cls, _ in CLASSES.values()}
+    assert len(pairs) >= 4
+    for p in pairs:
+        assert p["context"] > 0 and p["dtype"] in ("bf16", "fp32") and p["tokenizer"].startswith("shared")
+        for side in (p["a"], p["b"]):
+            assert "/" in side["hub"] and side["memory_gb"] > 0
+            assert side["verified"] == (side["class"] in tested), side

@@ -266,6 +266,19 @@ def test_anneal_branch_is_evaluated_and_does_not_change_the_stable_run(corpus, t
     assert [(r["step"], r.get("branch_steps")) for r in annealed] == [(6, 3), (12, 3), (24, None)]
     plain = {r["step"]: r["eval/all"] for r in evals if r["kind"] == "eval" and not r["annealed"]}
     assert 0 in plain and 8 in plain and 16 in plain
+    # per-token losses at every annealed point (the two branches and the final decay), read back
+    from evaluation.scorefile import Scores, check_comparable, load_scores
+    files = sorted((tmp_path / "ann" / "scores").glob("annealed-step*.npz"))
+    assert [f.name for f in files] == ["annealed-step0000006.npz", "annealed-step0000012.npz", "annealed-step0000024.npz"]
+    for f, r in zip(files, annealed):
+        s = load_scores(f)
+        assert s.meta["step"] == r["step"] and s.meta["annealed"] and s.meta["context_len"] == 32
+        assert float(s.loss.astype(np.float64).mean()) == pytest.approx(r["eval/all"], abs=1e-4)  # the 16-bit code
+    a, b = load_scores(files[0]), load_scores(files[-1])
+    check_comparable(a, b)
+    other = Scores(b.loss, b.correct, {**b.meta, "eval_hash": "0" * 64, "eval_tokens_sha256": "1" * 64})
+    with pytest.raises(ValueError, match="eval_hash"):
+        check_comparable(a, other)
 
 
 # ---- data parallel --------------------------------------------------------------------------------------------------

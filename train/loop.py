@@ -104,9 +104,11 @@ class Evaluator:
     """Mean eval loss overall, per domain, and under each named filter mask."""
 
     def __init__(self, evalset: EvalSet, filters: dict[str, np.ndarray], context_len: int, batch_size: int,
-                 device: torch.device, dtype: Optional[torch.dtype]):
+                 device: torch.device, dtype: Optional[torch.dtype], whole: bool = True):
         self.evalset, self.context_len, self.batch_size, self.device, self.dtype = \
             evalset, context_len, batch_size, device, dtype
+        self.whole = whole  # the whole eval set (not a subset): its per-token losses are worth keeping
+        self.last = None  # (loss, correct) of the last call, per token
         doms = evalset.domains()
         self.masks = {f"eval/domain/{d}": doms == d for d in sorted(set(doms))}
         self.masks.update({f"eval/filter/{k}": v for k, v in sorted(filters.items())})
@@ -118,8 +120,9 @@ class Evaluator:
     def __call__(self, model: LM, progress: bool = False, desc: str = "eval") -> dict[str, float]:
         was_training = model.training
         model.eval()
-        loss, _ = score(ZooScorer(model), self.evalset, self.context_len, self.batch_size, self.device,
-                        self.dtype, progress=progress, desc=desc)
+        loss, correct = score(ZooScorer(model), self.evalset, self.context_len, self.batch_size, self.device,
+                              self.dtype, progress=progress, desc=desc)
+        self.last = (loss, correct)
         model.train(was_training)
         out = {"eval/all": float(loss.mean())}
         for k, m in self.masks.items():
@@ -141,7 +144,7 @@ def load_filters(path: str, evalset: EvalSet, keep: Optional[np.ndarray]) -> dic
     return {k: m[keep] for k, m in masks.items()} if keep is not None else masks
 
 
-CONSOLE_FILTERS = ("content_novel", "function_novel", "repeated", "open_delim", "close_delim")
+CONSOLE_FILTERS = ("content_novel", "function_novel", "repeated_4", "open_delim", "close_delim")
 
 
 def eval_line(rec: dict) -> str:
@@ -299,7 +302,8 @@ class Trainer:
         if e.max_docs_per_domain:
             ev, keep = full.subset(e.max_docs_per_domain)
         filters = load_filters(e.filters, full, keep) if e.filters else {}
-        return Evaluator(ev, filters, self.cfg.train.seq_len, e.batch_size, self.device, self.amp_dtype)
+        return Evaluator(ev, filters, self.cfg.train.seq_len, e.batch_size, self.device, self.amp_dtype,
+                         whole=keep is None)
 
     def _load(self, path: Path) -> None:
         from safetensors.torch import load_model
@@ -358,7 +362,22 @@ class Trainer:
                "annealed": annealed, **extra, **metrics, "eval_seconds": time.perf_counter() - t0}
         self.log.write(rec)
         self._print(eval_line(rec))
+        if annealed and self.evaluator.whole:
+            self._save_annealed_scores(rec)
         return rec
+
+    def _save_annealed_scores(self, rec: dict) -> None:
+        """Per-token losses at an annealed point, a score file (docs/formats.md) in <run>/scores/, so that any
+        analysis can be run at any annealed point afterwards."""
+        from evaluation.scorefile import save_scores
+        ev, (loss, correct) = self.evaluator.evalset, self.evaluator.last
+        meta = {"name": self.cfg.name, "model": str(self.run_dir), "arch": self.cfg.model.name, "step": rec["step"],
+                "tokens": rec["tokens"], "annealed": True, "branch_steps": rec.get("branch_steps"),
+                "tokenizer_sha256": ev.tokenizer_sha256, "eval_hash": ev.eval_hash,
+                "tokenizer_content_sha256": ev.tokenizer_content_sha256, "eval_tokens_sha256": ev.eval_tokens_sha256,
+                "context_len": self.cfg.train.seq_len, "n_tokens": ev.n_tokens, "mean_loss": float(loss.mean()),
+                "code_version": self.code_version}
+        save_scores(self.run_dir / "scores" / f"annealed-step{rec['step']:07d}.npz", loss, correct, meta)
 
     def _print(self, line: str) -> None:
         """A console line that does not break the progress bar."""

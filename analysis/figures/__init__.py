@@ -5,7 +5,8 @@
 Reads results/labels.parquet, results/scores/<arch>-s<seed>.npz (arch: transformer, hybrid, recurrent) and
 results/curves/<arch>-s<seed>.jsonl; compares every architecture against the baseline (transformer: gap =
 loss(transformer) − loss(model), positive favours the model); adds the synthetic-probe figures of
-analysis/probes/figures.py when that module is present. A figure whose inputs are missing is skipped with a
+analysis/probes/figures.py when that module is present, and the matched-loss and relative-gap figures from
+results/claims.csv when `python -m analysis claims` has written it. A figure whose inputs are missing is skipped with a
 note, never an error.
 """
 from __future__ import annotations
@@ -88,7 +89,10 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
         from analysis.labels import read_labels
 
         labels, lmeta = read_labels(labels_path)
+        from analysis.claims import token_clusters
+
         a = load_side(scores[baseline], baseline)
+        units, info["units"] = token_clusters(results, labels["doc_index"].to_numpy())
         tables, regs = [], []
         for arch, paths in scores.items():
             if arch == baseline:
@@ -100,7 +104,7 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
             except ValueError as exc:
                 note(f"{arch} skipped: {exc}")
                 continue
-            tables.append(gap_table(a, b, labels, GapConfig(n_boot=n_boot, seed=seed)))
+            tables.append(gap_table(a, b, labels, GapConfig(n_boot=n_boot, seed=seed), clusters=units))
             regs.append(regression_table(a, b, labels)[0])
             info[arch] = {"seeds": b.n_seeds, "files": [p.name for p in paths],
                           "steps": sorted({str(m.get("step")) for m in b.metas})}
@@ -111,7 +115,7 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
             info["eval_hash"] = a.metas[0].get("eval_hash")
             info["n_tokens"] = int(a.loss.shape[1])
             info["synthetic"] = any(m.get("synthetic") for m in a.metas)
-    meta = {"a": baseline, "n_boot": n_boot, "stratified": True,
+    meta = {"a": baseline, "n_boot": n_boot, "stratified": True, "units": info.get("units", "documents"),
             "seeds": ", ".join(f"{k}: {v['seeds']} seed(s)" for k, v in info.items()
                                if isinstance(v, dict) and "seeds" in v) or "no seeds"}
     if gaps is not None:
@@ -133,6 +137,15 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
             entries += list(module.make_figures(results, out))
         except Exception as exc:  # the probes' own figures must not take the others down
             note(f"probe figures failed: {type(exc).__name__}: {exc}")
+    # the claims' own figures, from results/claims.csv (`python -m analysis claims`, which `make figures` runs first)
+    claims_csv = results / "claims.csv"
+    if claims_csv.is_file() and archs is None:
+        import pandas as pd
+
+        claims = pd.read_csv(claims_csv)
+        for fn in (plots.fig_matched_loss, plots.fig_relative_gap):
+            e = fn(claims, out)
+            entries.append(e) if e else note(f"{fn.__name__}: no rows in {claims_csv}, skipped")
     curves = read_curves(results / "curves")
     if curves is not None and archs is not None:
         curves = curves[curves["arch"].isin(archs)]

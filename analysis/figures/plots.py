@@ -76,9 +76,9 @@ def forest(ax, rows, label_col: str, comparisons: Sequence[str], order: Optional
 
 
 def _caption(base: str, meta: dict) -> str:
-    return (f"{base} Gap = loss({meta['a']}) − loss(B), token-weighted mean; bars: 95% document-level cluster "
-            f"bootstrap CI ({meta['n_boot']} resamples{', stratified by domain' if meta.get('stratified') else ''}); "
-            f"{meta['seeds']}.")
+    return (f"{base} Gap = loss({meta['a']}) − loss(B), token-weighted mean of the seed means; bars: 95% two-level "
+            f"bootstrap interval (each model's seeds and the {meta.get('units', 'documents')} resampled"
+            f"{' within domains' if meta.get('stratified') else ''}, {meta['n_boot']} replicates); {meta['seeds']}.")
 
 
 # ---- the figures ------------------------------------------------------------------------------------------------
@@ -327,3 +327,77 @@ def fig_curves(curves, out: Path, baseline: str = "transformer"):
                 + "Bottom: "
                 f"loss({baseline}) − loss(model) at the same token counts: positive = the model beats the {baseline}.",
                 pd.DataFrame(rows))
+
+
+# ---- from results/claims.csv (python -m analysis claims) ---------------------------------------------------------
+def _claim_series(ax, series: list, labels: list):
+    """series: (name, colour, DataFrame with what/measured/lo/hi) drawn as points with interval bars."""
+    k = len(series)
+    for i, (name, col, d) in enumerate(series):
+        d = d.set_index("what").reindex(labels)
+        y = np.arange(len(labels)) + (i - (k - 1) / 2) * 0.25
+        err = np.vstack([d["measured"] - d["lo"], d["hi"] - d["measured"]]).clip(min=0)
+        ax.errorbar(d["measured"], y, xerr=np.nan_to_num(err), fmt="o", ms=3.5, lw=1, capsize=2, color=col,
+                    label=name)
+    ax.set_yticks(np.arange(len(labels)), [w.replace("gap on ", "") for w in labels])
+    ax.invert_yaxis()
+
+
+def fig_matched_loss(claims, out: Path):
+    """Category gaps (transformer − hybrid) at equal tokens and at matched overall loss, one panel per pair."""
+    if claims is None or "view" not in claims.columns:
+        return None
+    plt = setup_matplotlib()
+    gaps = claims[(claims["kind"] == "nats") & claims["what"].str.startswith("gap on") & (claims["claim"] <= 4)]
+    pairs = [p for p in dict.fromkeys(gaps["pair"]) if (gaps[gaps["pair"] == p]["view"] == "matched loss").any()]
+    if not pairs:
+        return None
+    fig, axes = plt.subplots(1, len(pairs), figsize=(7.2 * len(pairs), 5.0), squeeze=False)
+    rows = []
+    for ax, p in zip(axes[0], pairs):
+        g = gaps[gaps["pair"] == p]
+        ml = g[g["view"] == "matched loss"]
+        labels = list(dict.fromkeys(ml["what"]))
+        eq = g[(g["view"] == "equal tokens") & g["what"].isin(labels)]
+        _claim_series(ax, [("equal tokens (final checkpoints)", color("transformer"), eq),
+                           ("matched overall loss", color("hybrid"), ml)], labels)
+        ax.axvline(0, color="black", lw=0.7)
+        ax.set_title(p, fontsize=9)
+        ax.set_xlabel("loss(transformer) − loss(hybrid), nats\n(positive favours the hybrid)")
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        rows.append(g[g["what"].isin(labels)])
+    import pandas as pd
+
+    src = "; ".join(sorted(set(gaps[gaps["view"] == "matched loss"]["source"].dropna())))
+    return save(fig, out, "matched_loss", "Category gaps at equal tokens and at matched overall loss",
+                "Gap per category at the final checkpoints (equal training tokens) and at the annealed points of "
+                "the two models whose overall eval losses are closest (results/claims.md lists them): what is left "
+                "at matched loss is the architecture's bias rather than its sample-efficiency lead. Bars: 95% "
+                f"intervals (matched loss from {src}); content / function at matched loss use the training-time "
+                "filters (UD classes) when there are no per-token files at the annealed points.",
+                pd.concat(rows, ignore_index=True)[["pair", "view", "what", "measured", "lo", "hi", "source"]])
+
+
+def fig_relative_gap(claims, out: Path):
+    """Each category's gap over the overall gap (scale-free), at equal tokens, one series per pair."""
+    if claims is None or "relative" not in claims.columns:
+        return None
+    rel = claims[(claims["view"] == "equal tokens") & claims["relative"].notna()]
+    if rel.empty:
+        return None
+    plt = setup_matplotlib()
+    d = rel.rename(columns={"measured": "gap"}).assign(measured=rel["relative"], lo=rel["rel_lo"], hi=rel["rel_hi"])
+    labels = list(dict.fromkeys(d["what"]))
+    fig, ax = plt.subplots(figsize=(7.2, 0.3 * len(labels) + 1.8))
+    pairs = list(dict.fromkeys(d["pair"]))
+    _claim_series(ax, [(p, FALLBACK_COLORS[i % 3] if i else color("hybrid"), d[d["pair"] == p])
+                       for i, p in enumerate(pairs)], labels)
+    ax.axvline(0, color="black", lw=0.7)
+    ax.axvline(1, color="grey", lw=0.7, ls="--")
+    ax.set_xlabel("relative gap: category gap ÷ overall gap\n(1 = as on all tokens, 0 = no edge)")
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(pairs))
+    return save(fig, out, "relative_gap", "Relative gaps: each category's gap over the overall gap",
+                "Category gap ÷ overall gap (transformer − hybrid, final checkpoints), the scale-free form of the "
+                "study's contrasts: above 1 the hybrid's edge is larger than on average, near 0 it vanishes. Bars: "
+                "95% intervals of the ratio from the same two-level bootstrap replicates (seeds and source files).",
+                d[["pair", "what", "gap", "measured", "lo", "hi"]].rename(columns={"measured": "relative"}))
