@@ -66,6 +66,7 @@ compare: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m analysis claims --update RESULTS.md
+	$(PY) -m analysis sweep --update RESULTS.md
 	$(PY) -m analysis figures $(ARGS)
 
 bench: $(STAMP)

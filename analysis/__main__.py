@@ -8,6 +8,7 @@
     python -m analysis claims   ...   the study's headline claims, measured          (analysis/claims.py)
     python -m analysis pipeline ...   two models -> labels, scores, report, viewer   (analysis/pipeline.py)
     python -m analysis words    ...   two tokenizers: the gap word by word, bits/byte (analysis/words.py)
+    python -m analysis sweep    ...   attention-ratio sweep and the copy-distance cliff (analysis/sweep.py)
 
 Each subcommand lives in its own module, which provides add_arguments(parser) and run(args).
 """
@@ -26,6 +27,7 @@ COMMANDS = {
     "claims": "analysis.claims",
     "pipeline": "analysis.pipeline",
     "words": "analysis.words",
+    "sweep": "analysis.sweep",
 }
 
 

@@ -87,6 +87,7 @@ class GapConfig:
     stratify: bool = True  # resample documents within domains (the eval set has fixed documents per domain)
     families: Optional[tuple] = None  # None = every registered family
     novel_n: int = 4
+    copy_bins: Optional[tuple] = None  # None = families.COPY_BINS
 
 
 def gap_table(a: Side, b: Side, labels, cfg: GapConfig = GapConfig(), clusters: Optional[np.ndarray] = None):
@@ -110,7 +111,9 @@ def gap_table(a: Side, b: Side, labels, cfg: GapConfig = GapConfig(), clusters: 
     if cfg.stratify and "domain" in labels.columns:
         strata = cluster_strata(cid, labels["domain"].astype(str).to_numpy())
     cols = Columns(labels)
-    cats = build_categories(cols, cfg.families, FamilyParams(novel_n=cfg.novel_n))
+    params = FamilyParams(novel_n=cfg.novel_n) if cfg.copy_bins is None else \
+        FamilyParams(novel_n=cfg.novel_n, copy_bins=tuple(cfg.copy_bins))
+    cats = build_categories(cols, cfg.families, params)
     rows = []
     for fam in dict.fromkeys(f for f, _ in cats):
         fc = [c for f, c in cats if f == fam]

@@ -293,3 +293,34 @@ def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
     one, ddp = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert [s for s, _ in one] == [s for s, _ in ddp] == list(range(1, 13))
     np.testing.assert_allclose([x for _, x in ddp], [x for _, x in one], rtol=1e-5)
+
+
+def test_checkpoints_resume_across_world_sizes(corpus, tmp_path):
+    """A run killed after its first checkpoints resumes with another number of processes (2 gloo -> 1 and
+    1 -> 2 gloo) and finishes on the uninterrupted one-process loss curve (DDP: the same global batch, split)."""
+    args = overrides(corpus, tmp_path / "one", "train.max_tokens=1536", "train.eval.interval=0",
+                     "train.checkpoint.interval=3")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    at = lambda d: [a if not a.startswith("run_dir=") else f"run_dir={d}" for a in args]  # noqa: E731
+    one_proc = lambda d: [sys.executable, "-m", "train", *at(d)]  # noqa: E731
+    two_procs = lambda d: [sys.executable, "-m", "torch.distributed.run", "--standalone",  # noqa: E731
+                           "--nproc_per_node=2", "-m", "train", *at(d)]
+    subprocess.run(one_proc(tmp_path / "one"), check=True, cwd=REPO, env=env, capture_output=True)
+    full = train_losses(tmp_path / "one")
+    for name, first, then in (("2to1", two_procs, one_proc), ("1to2", one_proc, two_procs)):
+        d = tmp_path / name
+        proc = subprocess.Popen(first(d), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None and \
+                max((s for s, _ in ckpt.list_checkpoints(d / "checkpoints")), default=0) < 3:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = max((s for s, _ in ckpt.list_checkpoints(d / "checkpoints")), default=0)
+        assert 3 <= killed_at < 12, f"{name}: should have been killed mid-run (at {killed_at})"
+        res = subprocess.run(then(d), cwd=REPO, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        got = train_losses(d)
+        assert [s for s, _ in got] == list(range(1, 13)), name
+        np.testing.assert_allclose([x for _, x in got], [x for _, x in full], rtol=1e-5, err_msg=name)

@@ -1,4 +1,4 @@
-"""python -m analysis probes {generate,score,shortcuts,compare,figures} (see docs/probes.md).
+"""python -m analysis probes {generate,score,shortcuts,compare,figures,planted-*} (docs/probes.md, planted.py).
 
     python -m analysis probes generate --out build/probes [--seed 0] [--preset small|tiny]
     python -m analysis probes shortcuts --probes build/probes --out results/probes/shortcuts.npz
@@ -8,14 +8,20 @@
     python -m analysis probes compare --a results/probes/transformer-s*.npz --b results/probes/hybrid-s*.npz \
         [--shortcuts results/probes/shortcuts.npz]
     python -m analysis probes figures --results results --out figures
+    python -m analysis probes planted-generate --corpus build/corpus/small --out build/planted
+    python -m analysis probes planted-score --model runs/hybrid/model --planted build/planted/planted.npz \
+        --out results/probes/planted/hybrid-s0.npz
+    python -m analysis probes planted-compare results/probes/planted/*.npz
 
 generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydra or statsmodels).
 """
 from __future__ import annotations
 
 from analysis.errors import AnalysisError
+from analysis.probes.planted import GAPS as PLANTED_GAPS
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -59,6 +65,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--shortcuts", default=None,
                    help="shortcuts file (from `probes shortcuts`, same probe set): leave out the targets a shortcut "
                         "settles")
+
+    pg = sub.add_parser("planted-generate", help="planted-repeat probe: random spans planted twice (planted.py)")
+    pg.add_argument("--corpus", required=True, help="built corpus whose train.bin gives the unigram distribution")
+    pg.add_argument("--out", required=True, help="directory for planted.npz")
+    pg.add_argument("--window", type=int, default=2048)
+    pg.add_argument("--span", type=int, default=32)
+    pg.add_argument("--gaps", default=",".join(map(str, PLANTED_GAPS)), help="comma-separated gaps in tokens")
+    pg.add_argument("--per-gap", type=int, default=32)
+    pg.add_argument("--seed", type=int, default=0)
+
+    ps = sub.add_parser("planted-score", help="per-token losses of one model on the planted-repeat probe")
+    src = ps.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a tokengap model directory")
+    src.add_argument("--hf", help="a Hugging Face causal LM (must share the corpus tokenizer)")
+    ps.add_argument("--planted", required=True, help="planted.npz from planted-generate")
+    ps.add_argument("--out", required=True, help="result file, by convention results/probes/planted/<arch>-s<seed>.npz")
+    ps.add_argument("--name", default=None)
+    ps.add_argument("--batch-size", type=int, default=8)
+    ps.add_argument("--device", default=None)
+    ps.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
+    ps.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
+
+    pc = sub.add_parser("planted-compare", help="retrieval gain (first − second copy) by gap for each result file")
+    pc.add_argument("results", nargs="+", help="files from planted-score")
+    pc.add_argument("--out", default=None, help="also write the table as CSV")
 
     f = sub.add_parser("figures", help="one figure per probe from results/probes/<arch>-s<seed>.npz")
     f.add_argument("--results", default="results", help="directory holding probes/")
@@ -198,6 +229,77 @@ def _figures(args) -> int:
     return 0
 
 
+def _planted_generate(args) -> int:
+    from analysis.probes import planted
+
+    corpus = Path(args.corpus)
+    if not (corpus / "train.bin").is_file():
+        raise AnalysisError(f"--corpus {corpus}: no train.bin (make data DATA=...)")
+    try:
+        gaps = tuple(int(g) for g in args.gaps.split(","))
+    except ValueError:
+        raise AnalysisError(f"--gaps {args.gaps!r}: comma-separated integers expected") from None
+    counts, info = planted.corpus_counts(corpus)
+    cfg = planted.PlantedConfig(window=args.window, span=args.span, gaps=gaps, per_gap=args.per_gap, seed=args.seed)
+    try:
+        arrays = planted.generate(counts, cfg, exclude=(int(info.get("eot_id", 0)),))
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+    meta = {**json.loads(str(arrays["meta"])), "corpus": str(corpus), "tokenizer_sha256": info.get("tokenizer_sha256")}
+    arrays["meta"] = json.dumps(meta)
+    path = planted.save(Path(args.out) / "planted.npz", arrays)
+    print(f"{len(arrays['tokens'])} sequences of {args.window} tokens, span {args.span}, gaps {gaps} -> {path}")
+    return 0
+
+
+def _planted_score(args) -> int:
+    import torch
+
+    from analysis.probes import planted
+    from analysis.score import default_dtype, load_for_scoring, trained_context
+    from evaluation.scorefile import code_version
+
+    arrays = planted.load(args.planted)
+    meta = json.loads(str(arrays["meta"]))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = default_dtype(args.dtype, device)
+    lm = load_for_scoring(args.model, args.hf, device, dtype, args.kernels, args.name)
+    if meta.get("tokenizer_sha256"):
+        lm.check_tokenizer(meta["tokenizer_sha256"], f"{args.planted}'s corpus tokenizer")
+    ctx = trained_context(lm.info or {}, args.model)
+    if ctx and ctx < meta["window"]:
+        raise AnalysisError(f"{args.planted}: window {meta['window']} is longer than {lm.name}'s trained context "
+                            f"{ctx} (planted-generate --window {ctx})")
+    t0 = time.perf_counter()
+    loss = planted.score_sequences(lm.scorer, arrays["tokens"], args.batch_size, device, dtype)
+    out = {k: arrays[k] for k in ("first", "second", "gap", "span")}
+    out.update(loss=loss, meta=json.dumps({**meta, "name": lm.name, "model": args.model or args.hf,
+                                           "seconds": time.perf_counter() - t0, "code_version": code_version(),
+                                           "device": str(device), "dtype": str(dtype)}))
+    planted.save(args.out, out)
+    print(planted.retrieval_gain(loss, arrays).to_string(index=False))
+    return 0
+
+
+def _planted_compare(args) -> int:
+    import pandas as pd
+
+    from analysis.probes import planted
+
+    tables = []
+    for p in args.results:
+        r = planted.load(p)
+        tables.append(planted.retrieval_gain(r["loss"], r).assign(model=Path(p).stem))
+    df = pd.concat(tables, ignore_index=True)
+    print(df.to_string(index=False, float_format="%.3f"))
+    if args.out:
+        from models.atomic import atomic_write_text
+
+        atomic_write_text(args.out, df.to_csv(index=False, float_format="%.6g"))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     return {"generate": _generate, "score": _score, "shortcuts": _shortcuts, "compare": _compare,
-            "figures": _figures}[args.probes_command](args)
+            "planted-generate": _planted_generate, "planted-score": _planted_score,
+            "planted-compare": _planted_compare, "figures": _figures}[args.probes_command](args)
