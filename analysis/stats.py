@@ -119,6 +119,17 @@ def cluster_sums(values: np.ndarray, clusters: np.ndarray, masks, n_clusters: in
     return sums, counts
 
 
+def percentile_ci(reps: np.ndarray, counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) lo and hi: percentiles of each category's finite replicates (reps (R, C)); NaN for a category found
+    in fewer than two clusters (counts (k, C)), whose "interval" would only resample one cluster."""
+    lo, hi = np.full(reps.shape[1], np.nan), np.full(reps.shape[1], np.nan)
+    for c in range(reps.shape[1]):
+        r = reps[:, c][np.isfinite(reps[:, c])]
+        if r.size and (counts[:, c] > 0).sum() >= 2:
+            lo[c], hi[c] = np.quantile(r, [alpha / 2, 1 - alpha / 2])
+    return lo, hi
+
+
 def category_means(values: np.ndarray, clusters: np.ndarray, masks: np.ndarray, n_boot: int = 1000,
                    alpha: float = 0.05, seed: int = 0, strata: Optional[np.ndarray] = None,
                    weights: Optional[np.ndarray] = None) -> CategoryMeans:
@@ -138,11 +149,7 @@ def category_means(values: np.ndarray, clusters: np.ndarray, masks: np.ndarray, 
     w = weights if weights is not None else bootstrap_weights(k, n_boot, seed, strata)
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = (w @ sums) / (w @ counts)
-    lo, hi = np.full(len(masks), np.nan), np.full(len(masks), np.nan)
-    for c in range(len(masks)):
-        r = reps[:, c][np.isfinite(reps[:, c])]
-        if r.size and (counts[:, c] > 0).sum() >= 2:
-            lo[c], hi[c] = np.quantile(r, [alpha / 2, 1 - alpha / 2])
+    lo, hi = percentile_ci(reps, counts, alpha)
     return CategoryMeans(mean, lo, hi, tot_c.astype(np.int64), (counts > 0).sum(0).astype(np.int64), reps, alpha)
 
 
@@ -185,11 +192,7 @@ def two_level_gaps(loss_a: np.ndarray, loss_b: np.ndarray, clusters: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = num / den
         mean = (sa.mean(0).sum(0) - sb.mean(0).sum(0)) / tot_c
-    lo, hi = np.full(len(masks), np.nan), np.full(len(masks), np.nan)
-    for c in range(len(masks)):
-        r = reps[:, c][np.isfinite(reps[:, c])]
-        if r.size and (counts[:, c] > 0).sum() >= 2:
-            lo[c], hi[c] = np.quantile(r, [alpha / 2, 1 - alpha / 2])
+    lo, hi = percentile_ci(reps, counts, alpha)
     return CategoryMeans(mean, lo, hi, tot_c.astype(np.int64), (counts > 0).sum(0).astype(np.int64), reps, alpha)
 
 
