@@ -95,6 +95,7 @@ def compare(check, dtype, a, b):
     record(check, dtype, "output", rel(ya, yb))
     worst = max(((rel(ga[k], gb[k]), k) for k in gb if k in ga), default=(0.0, "-"))
     record(check, dtype, f"grad (worst: {worst[1]})", worst[0])
+    print("    every gradient: " + ", ".join(f"{k} {rel(ga[k], gb[k]):.1e}" for k in gb if k in ga), flush=True)
     missing = set(gb) ^ set(ga)
     if missing:
         record(check, dtype, f"grads missing {sorted(missing)}", float("inf"))
@@ -114,10 +115,12 @@ def mamba_layers(device):
 class WithOps(torch.nn.Module):
     """A mixer run with the ops of `choice` on CUDA (what the LM resolves and hands in)."""
 
-    def __init__(self, mixer, needs, choice):
+    def __init__(self, mixer, needs, choice, **swap):
         super().__init__()
+        import dataclasses
         from models.kernels import mixer_ops
-        self.mixer, self.ops = mixer, mixer_ops(choice, torch.device("cuda"), needs)
+        # swap: ops to replace (e.g. conv=the twin's), to tell one kernel's error from another's
+        self.mixer, self.ops = mixer, dataclasses.replace(mixer_ops(choice, torch.device("cuda"), needs), **swap)
 
     def forward(self, x):
         return self.mixer(x, None, self.ops)
@@ -319,10 +322,18 @@ def check_gdn(device, x):
             passed.append(dtype)
         except fla.GDNKernelCheckError as exc:
             print(f"refused: {exc}")
-            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, "refused: " + str(exc)[-40:], float("inf"))
+            why = "the kernel crashed" if "crashed" in str(exc) else "off tolerance"
+            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, f"refused: {why}", float("inf"))
     ref = run_layer(twin, x, torch.float32)
     for dtype in passed:  # a dtype the check refused would stop the process here, as it stops training
         compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, run_layer(kernel, x, dtype), ref)
+    if torch.bfloat16 in passed:
+        # what bf16 costs without any kernel (the floor the row above is read against), and fla's op alone
+        # (conv and gated norm on their twins): the layer row's error is fla's only if this one carries it
+        compare("gdn: ours twin bf16 vs ours twin(fp32) [floor]", torch.bfloat16, run_layer(twin, x, torch.bfloat16), ref)
+        fla_only = WithOps(layer, needs, KernelChoice(scans="triton"), conv=twin.ops.conv, gated_norm=twin.ops.gated_norm)
+        compare("gdn: fla op only (conv, norm twins) vs twin(fp32)", torch.bfloat16,
+                run_layer(fla_only, x, torch.bfloat16), ref)
     # the custom op's schema, fake and autograd registration against the real kernel
     q = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
     k = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
