@@ -3,6 +3,7 @@ download): an Olmo-3-style 1B and 7B and an OlmoHybrid-style 1B, scored by `eval
 HFScorer exactly as `python -m analysis score --hf` scores them (bf16, batched by length, context 8192).
 
     python -m scripts.hf_throughput --lengths .carry/eval_doc_lengths.npy [--models olmo3-1b olmo3-7b olmo_hybrid-1b]
+        [--attn sdpa|flex_attention|eager] [--compile]
 
 The eval set is the small corpus's: its 332 documents at their lengths under our tokenizer (1,113,174 tokens), with
 random token ids from the model's vocabulary (throughput does not depend on the ids; the Olmo tokenizer is not
@@ -80,6 +81,10 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(configs()))
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--max-batch-tokens", type=int, default=65536)
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "flex_attention", "eager"],
+                    help="transformers' attention implementation (the --hf path loads with sdpa)")
+    ap.add_argument("--compile", action="store_true",
+                    help="experiment: torch.compile the decoder (dynamic shapes); not what --hf does today")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -90,7 +95,7 @@ def main() -> int:
     results = []
     for name in args.models:
         cfg = configs()[name]
-        cfg._attn_implementation = "sdpa"
+        cfg._attn_implementation = args.attn
         torch.manual_seed(0)
         t0 = time.perf_counter()
         with torch.device("cuda"):
@@ -99,15 +104,18 @@ def main() -> int:
         mm = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "embed_tokens" not in n)
         ev = synthetic_evalset(lengths, cfg.vocab_size)
         flops = forward_flops_per_token(cfg, np.array([w[2] for w in ev.windows(CONTEXT)]), mm)
+        scorer = HFScorer(model)
+        if args.compile:
+            scorer.decoder = torch.compile(scorer.decoder, dynamic=True)
         rates = []
         for _ in range(2):
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            score(HFScorer(model), ev, CONTEXT, args.batch_size, "cuda", torch.bfloat16, progress=False,
+            score(scorer, ev, CONTEXT, args.batch_size, "cuda", torch.bfloat16, progress=False,
                   max_batch_tokens=args.max_batch_tokens)
             torch.cuda.synchronize()
             rates.append(ev.n_tokens / (time.perf_counter() - t0))
-        r = {"model": name, "class": type(model).__name__, "params": sum(p.numel() for p in model.parameters()),
+        r = {"model": name, "class": type(model).__name__, "attn": args.attn, "compiled": args.compile, "params": sum(p.numel() for p in model.parameters()),
              "matmul_params": mm, "tokens": ev.n_tokens, "first_pass_tokens_per_s": rates[0],
              "second_pass_tokens_per_s": rates[1], "forward_flops_per_token": flops,
              "forward_mfu": flops * rates[1] / PEAK, "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9,

@@ -4,9 +4,11 @@
 #
 #   bash scripts/reproduce_gpu.sh SEED ARCH [ARCH ...]     e.g.  bash scripts/reproduce_gpu.sh 0 hybrid
 #
-# For each ARCH (transformer | hybrid | recurrent): train at preset=small (150M tokens, WSD, filtered evaluation
-# with annealed branches), score the final model on the whole eval set and on the synthetic probes, and pack
+# For each ARCH (a zoo model: transformer | hybrid | recurrent | transformer_swa | hybrid_gdn | recurrent_gdn | a
+# sweep config): train at preset=small (150M tokens, WSD, filtered evaluation with annealed branches), score the
+# final model on the whole eval set, the synthetic probes and the planted-repeat probe, and pack
 # results/{scores,probes,curves,runs}/ARCH-sSEED* into $OUT/ARCH-sSEED.tar.gz (or results/ when OUT is unset).
+# A fresh machine first needs the staging call of scripts/gpu_stage.sh (the corpus travels in two halves).
 # Everything is resumable: rerunning after an interruption continues from the last checkpoint.
 # TRAIN_ARGS="key=value ..." adds training overrides (e.g. a short smoke run: TRAIN_ARGS=train.max_tokens=5000000).
 # The GPU machine's copy of the tree has no .git: set TOKENGAP_CODE_VERSION=<commit> so runs record their code.
@@ -26,8 +28,23 @@ fi
 export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-}
 
 # 2. corpus (unpacked and re-tokenized; train.bin is verified against the manifest), probes
-[ -f build/corpus/small/train.bin ] || $PY -m train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
+if [ ! -f build/corpus/small/train.bin ]; then
+  ARCHIVE=.carry/corpus-small.tar.xz
+  if [ ! -f "$ARCHIVE" ]; then  # carried in two halves (scripts/gpu_carry.sh): join them and check the whole
+    ARCHIVE=build/stage/corpus-small.tar.xz
+    if [ ! -f build/stage/corpus-small.tar.xz.part00 ]; then
+      echo "reproduce_gpu.sh: build/stage/corpus-small.tar.xz.part00 missing: first a call with carry .carry-stage" \
+           "running 'bash scripts/gpu_stage.sh', then this one within the machine's idle time" >&2
+      exit 2
+    fi
+    cat build/stage/corpus-small.tar.xz.part00 .carry/corpus-small.tar.xz.part01 > "$ARCHIVE"
+    (cd build/stage && sha256sum -c --quiet ../../.carry/corpus-small.tar.xz.sha256) || {
+      echo "reproduce_gpu.sh: the joined corpus archive does not match .carry/corpus-small.tar.xz.sha256" >&2; exit 2; }
+  fi
+  $PY -m train.data unpack "$ARCHIVE" --workers "$(nproc)"
+fi
 [ -f build/probes/manifest.json ] || $PY -m analysis probes generate --out build/probes --preset small
+[ -f build/planted/planted.npz ] || $PY -m analysis probes planted-generate --corpus build/corpus/small --out build/planted
 FILTERS=${FILTERS:-results/filters.npz}  # from `python -m analysis label` (make gpu-carry), committed
 
 for ARCH in "${ARCHS[@]}"; do
@@ -40,6 +57,9 @@ for ARCH in "${ARCHS[@]}"; do
       --out "results/scores/$RUN.npz"
   $PY -m analysis probes score --model "runs/$RUN/model" --tokenizer build/corpus/small/tokenizer.json \
       --probes build/probes --context 2048 --batch-size 32 --out "results/probes/$RUN.npz"
+  mkdir -p results/probes/planted  # the planted-repeat retrieval probe (docs/probes.md)
+  $PY -m analysis probes planted-score --model "runs/$RUN/model" --planted build/planted/planted.npz \
+      --out "results/probes/planted/$RUN.npz"
   # 5. logs, resolved configs and the per-token losses of every annealed point next to the scores
   mkdir -p results/curves "results/runs/$RUN" results/scores/annealed
   cp "runs/$RUN/metrics.jsonl" "results/curves/$RUN.jsonl"
@@ -49,6 +69,7 @@ for ARCH in "${ARCHS[@]}"; do
   cp "runs/$RUN/run.json" "runs/$RUN/summary.json" "runs/$RUN/config.yaml" "results/runs/$RUN/"
   if [ -n "${OUT:-}" ]; then
     tar czf "$OUT/$RUN.tar.gz" "results/scores/$RUN.npz" "results/probes/$RUN.npz" "results/curves/$RUN.jsonl" \
+        "results/probes/planted/$RUN.npz" \
         "results/runs/$RUN" results/scores/annealed/"$RUN"-step*.npz
   fi
 done
