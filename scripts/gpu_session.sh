@@ -5,7 +5,8 @@
 #
 #   BUDGET=570 TOKENGAP_CODE_VERSION=<commit> bash scripts/gpu_session.sh check pytest smoke
 #
-# Parts: check (scripts/gpu_check.py; check-gdn: its GDN stages only), pytest (the CUDA tests), smoke (a short preset=small run of hybrid_gdn and
+# Parts: check (scripts/gpu_check.py; check-gdn: its GDN stages only), pytest (the CUDA tests, one line each: a
+# timeout still says which passed), smoke (a short preset=small run of hybrid_gdn and
 # hybrid on the small-smoke corpus), smoke-swa (the same for transformer_swa), bench-small / bench-base
 # (scripts/bench.py at one size), hf (scripts/hf_throughput.py).
 set -uo pipefail
@@ -55,7 +56,7 @@ for part in "$@"; do
   case $part in
     check) run check $PY -m scripts.gpu_check --json "$OUT/gpu_check.json" ;;
     check-gdn) run check-gdn $PY -m scripts.gpu_check --only gdn --json "$OUT/gpu_check_gdn.json" ;;
-    pytest) run pytest $PY -m pytest -q -p no:cacheprovider -k cuda tests/test_gdn.py tests/test_hf_classes.py \
+    pytest) run pytest $PY -m pytest -v -p no:cacheprovider -k cuda tests/test_gdn.py tests/test_hf_classes.py \
               tests/test_graphed.py tests/test_models.py tests/test_ce_triton.py tests/test_conv_triton.py \
               tests/test_norm_triton.py ;;
     smoke) run smoke smoke hybrid_gdn hybrid ;;
