@@ -115,7 +115,8 @@ def main() -> int:
                   max_batch_tokens=args.max_batch_tokens)
             torch.cuda.synchronize()
             rates.append(ev.n_tokens / (time.perf_counter() - t0))
-        r = {"model": name, "class": type(model).__name__, "attn": args.attn, "compiled": args.compile, "params": sum(p.numel() for p in model.parameters()),
+        r = {"model": name, "class": type(model).__name__, "attn": args.attn, "compiled": args.compile,
+             "params": sum(p.numel() for p in model.parameters()),
              "matmul_params": mm, "tokens": ev.n_tokens, "first_pass_tokens_per_s": rates[0],
              "second_pass_tokens_per_s": rates[1], "forward_flops_per_token": flops,
              "forward_mfu": flops * rates[1] / PEAK, "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9,
