@@ -71,7 +71,7 @@ def run_layer(layer, x, dtype):
     """Forward + backward of sum(y * g) under autocast(dtype); returns y and grads {name: grad}."""
     layer.zero_grad(set_to_none=True)
     x = x.detach().clone().requires_grad_(True)
-    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
         y = layer(x)
     # randn, not randn_like: randn_like keeps a transposed y's strides, giving the two sides different g
     g = torch.randn(y.shape, device=y.device, dtype=y.dtype, generator=torch.Generator(device=y.device).manual_seed(1))
@@ -115,12 +115,12 @@ def mamba_layers(device):
 class WithOps(torch.nn.Module):
     """A mixer run with the ops of `choice` on CUDA (what the LM resolves and hands in)."""
 
-    def __init__(self, mixer, needs, choice, **swap):
+    def __init__(self, mixer, needs, choice, device="cuda", **swap):
         super().__init__()
         import dataclasses
         from models.kernels import mixer_ops
         # swap: ops to replace (e.g. conv=the twin's), to tell one kernel's error from another's
-        self.mixer, self.ops = mixer, dataclasses.replace(mixer_ops(choice, torch.device("cuda"), needs), **swap)
+        self.mixer, self.ops = mixer, dataclasses.replace(mixer_ops(choice, torch.device(device), needs), **swap)
 
     def forward(self, x):
         return self.mixer(x, None, self.ops)
@@ -237,7 +237,7 @@ def check_lm(device):
 def _step(model, ids, targets, dtype, fwd=None):
     """(loss, {parameter name: gradient}) of one forward + backward of `fwd` (default: model) under autocast(dtype)."""
     model.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
         loss = (model if fwd is None else fwd)(ids, targets)  # not `fwd or model`: a compiled module has no bool()
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
