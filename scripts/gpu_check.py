@@ -237,7 +237,7 @@ def check_lm(device):
 def _step(model, ids, targets, dtype, fwd=None):
     """(loss, {parameter name: gradient}) of one forward + backward of `fwd` (default: model) under autocast(dtype)."""
     model.zero_grad(set_to_none=True)
-    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype != torch.float32):
+    with torch.autocast(ids.device.type, dtype=dtype, enabled=dtype != torch.float32):
         loss = (model if fwd is None else fwd)(ids, targets)  # not `fwd or model`: a compiled module has no bool()
     loss.backward()
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}

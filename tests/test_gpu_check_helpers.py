@@ -1,0 +1,41 @@
+"""scripts/gpu_check.py's helpers run on any device: the script itself needs CUDA, so its plumbing is checked here
+(a typo in a helper would otherwise first show on the GPU machine, inside a 10-minute call)."""
+import torch
+
+from models import LM, ModelConfig
+from models.kernels import KernelChoice
+from models.mixers.gdn import GatedDeltaNet
+from scripts.gpu_check import WithOps, _step, rel, run_layer
+
+TINY = dict(name="hybrid_gdn", n_layers=2, d_model=64, n_heads=2, pattern=["gdn", "attention"], mlp_ratio=2.0,
+            vocab_size=64)
+
+
+def test_run_layer_on_cpu_is_deterministic_and_bf16_is_close_but_not_equal():
+    torch.manual_seed(0)
+    layer = GatedDeltaNet(ModelConfig(**{**TINY, "n_layers": 1, "pattern": ["gdn"]}))
+    twin = WithOps(layer, ("gdn", "gated_norm", "conv"), KernelChoice(scans="reference"), device="cpu")
+    x = torch.randn(2, 70, 64)
+    (y1, g1), (y2, g2) = run_layer(twin, x, torch.float32), run_layer(twin, x, torch.float32)
+    assert rel(y1, y2) == 0 and all(rel(g1[k], g2[k]) == 0 for k in g1)
+    assert {"input", "A_log", "dt_bias", "in_proj.weight"} <= set(g1)  # the input's and every parameter's gradient
+    yb, gb = run_layer(twin, x, torch.bfloat16)
+    assert 1e-4 < rel(yb, y1) < 5e-2 and 0 < rel(gb["dt_bias"], g1["dt_bias"]) < 1e-1
+
+
+def test_withops_swap_replaces_only_the_named_op():
+    layer = GatedDeltaNet(ModelConfig(**{**TINY, "n_layers": 1, "pattern": ["gdn"]}))
+    plain = WithOps(layer, ("gdn", "gated_norm", "conv"), KernelChoice(scans="reference"), device="cpu")
+    sentinel = lambda *a, **k: None  # noqa: E731
+    swapped = WithOps(layer, ("gdn", "gated_norm", "conv"), KernelChoice(scans="reference"), device="cpu",
+                      conv=sentinel)
+    assert swapped.ops.conv is sentinel and swapped.ops.gdn is plain.ops.gdn
+
+
+def test_step_on_cpu_returns_the_loss_and_every_gradient():
+    torch.manual_seed(0)
+    model = LM(ModelConfig(**TINY))
+    ids = torch.randint(0, 64, (2, 33))
+    loss, grads = _step(model, ids[:, :-1], ids[:, 1:], torch.float32)
+    loss2, grads2 = _step(model, ids[:, :-1], ids[:, 1:], torch.float32)
+    assert rel(loss, loss2) == 0 and set(grads) == {n for n, p in model.named_parameters() if p.requires_grad}
