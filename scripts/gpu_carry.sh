@@ -3,7 +3,8 @@
 #   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA),
 #            fla (flash-linear-attention: its Triton causal conv)
 #   .carry/, .carry-stage/  the small corpus as one archive (docs + tokenizer + manifest), in two halves
-# The folders are git-ignored; name them in the device tool's `carry` (see scripts/gpu_stage.sh). Usage: bash scripts/gpu_carry.sh [mix]
+# The folders are git-ignored; name them in the device tool's `carry` (see scripts/gpu_stage.sh).
+# Usage: bash scripts/gpu_carry.sh [mix]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIX=${1:-small}

@@ -24,6 +24,7 @@ tolerance: fp32 5e-3 (the kernels use TF32), bf16 3e-2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -113,11 +114,10 @@ def mamba_layers(device):
 
 
 class WithOps(torch.nn.Module):
-    """A mixer run with the ops of `choice` on CUDA (what the LM resolves and hands in)."""
+    """A mixer run with the ops of `choice` on `device` (what the LM resolves and hands in)."""
 
     def __init__(self, mixer, needs, choice, device="cuda", **swap):
         super().__init__()
-        import dataclasses
         from models.kernels import mixer_ops
         # swap: ops to replace (e.g. conv=the twin's), to tell one kernel's error from another's
         self.mixer, self.ops = mixer, dataclasses.replace(mixer_ops(choice, torch.device(device), needs), **swap)
