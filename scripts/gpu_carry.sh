@@ -2,8 +2,9 @@
 # Prepare, on the CPU machine, everything the offline GPU machine lacks (see ../shared/briefs/gpu.md):
 #   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA),
 #            fla (flash-linear-attention: its Triton causal conv)
-#   .carry/, .carry-stage/  the small corpus as one archive (docs + tokenizer + manifest), in two halves
-# The folders are git-ignored; name them in the device tool's `carry` (see scripts/gpu_stage.sh).
+#   .carry/  the small corpus as one archive (docs + tokenizer + manifest) and its sha256
+# The folders are git-ignored; name both in the device tool's `carry`, with the working tree slimmed first
+# (`bash scripts/gpu_tree.sh slim`: the 53 MB archive and the whole tree do not fit one call's 64 MiB together).
 # Usage: bash scripts/gpu_carry.sh [mix]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,16 +21,11 @@ need antlr4_python3_runtime || $PY -m pip wheel -q --no-deps antlr4-python3-runt
 need mamba_ssm || (cd "$(mktemp -d)" && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
     "$OLDPWD/$PY" -m pip wheel -q --no-build-isolation --no-deps mamba-ssm==2.3.2.post1 -w "$OLDPWD/.whl")
 $PY -m train.data build --mix "$MIX"
-# The archive (53 MB for small) and the working tree (~26 MB) together pass the device tool's 64 MiB a call: carry
-# it in two halves. .carry-stage/ holds the first (a short staging call copies it to build/stage/ on the machine,
-# `bash scripts/gpu_stage.sh`), .carry/ the second and the whole file's sha256; reproduce_gpu.sh joins and checks.
-mkdir -p build/carry .carry-stage
+mkdir -p build/carry
 $PY -m train.data pack --mix "$MIX" --out "build/carry/corpus-$MIX.tar.xz"
-rm -f ".carry/corpus-$MIX.tar.xz" ".carry/corpus-$MIX.tar.xz.part"* ".carry-stage/corpus-$MIX.tar.xz.part"*
-split -n 2 -d "build/carry/corpus-$MIX.tar.xz" "build/carry/corpus-$MIX.tar.xz.part"
-mv "build/carry/corpus-$MIX.tar.xz.part00" .carry-stage/
-mv "build/carry/corpus-$MIX.tar.xz.part01" .carry/
-(cd build/carry && sha256sum "corpus-$MIX.tar.xz") > ".carry/corpus-$MIX.tar.xz.sha256"
+rm -f .carry/corpus-"$MIX".tar.xz*
+mv "build/carry/corpus-$MIX.tar.xz" .carry/
+(cd .carry && sha256sum "corpus-$MIX.tar.xz") > ".carry/corpus-$MIX.tar.xz.sha256"
 # labels and filter masks of the eval set: committed under results/ (the figures are drawn from them) and read by
 # the training loop's filtered evaluation on the GPU machine
 $PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out results/labels.parquet \
@@ -38,4 +34,5 @@ $PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out results/la
 $PY -c "import numpy as np, pandas as pd; d = pd.read_parquet('results/labels.parquet', columns=['doc_index']);
 np.save('.carry/eval_doc_lengths.npy', np.bincount(d['doc_index'].to_numpy()).astype(np.int64))"
 # the probe set (27 MB) is generated on the GPU machine instead: deterministic, byte-identical there (6 s)
-du -sh .whl .carry .carry-stage
+du -sh .whl .carry
+bash scripts/gpu_tree.sh size

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -59,9 +60,10 @@ def stage(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
 
 
-def record(check: str, dtype, what: str, err: float) -> None:
-    """Keep the row and print it at once: a later stage that hangs or times out must not hide it."""
-    tol = TOL[dtype]
+def record(check: str, dtype, what: str, err: float, tol: float | None = None) -> None:
+    """Keep the row and print it at once: a later stage that hangs or times out must not hide it. tol: the row's
+    own tolerance (default TOL[dtype])."""
+    tol = TOL[dtype] if tol is None else tol
     r = {"check": check, "dtype": str(dtype).removeprefix("torch."), "what": what, "rel_err": err,
          "tol": tol, "ok": bool(err <= tol)}
     rows.append(r)
@@ -298,6 +300,75 @@ GDN_LM = dict(name="hybrid_gdn", n_layers=4, d_model=512, n_heads=8, pattern=["g
               mlp_ratio=3.0, vocab_size=1024)
 
 
+# fla's GDN backward against the recurrence, per (key, value) head dim: the zoo's K 48 at `small` and `base` (fla
+# tiles it with BK = 64, the tile fla #640 reports miscompiled on Hopper with triton >= 3.4) and Olmo Hybrid's K 96
+# (BK = 128, as at its 1B and 7B).
+GDN_DG_SHAPES = ((48, 96), (96, 192))
+# fla's error may be at most this multiple of the bf16 floor's, quantity by quantity, in the same run. Fixed before
+# the first measurement (2026-12-07): a kernel with the floor's precision (bf16 operands, fp32 sums) differs from it
+# only in summation order and where it rounds, which moves the error by a small factor, not by a multiple of it.
+GDN_FLOOR_MULT = 3.0
+
+
+def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int = 8, seeds=(0, 1)):
+    """fla's chunk_gated_delta_rule (bf16, guard lifted) and a bf16 floor that is not fla's (our twin with every
+    product's operands rounded to bf16: `gdn_chunked_torch(mm_dtype=bfloat16)`) against the token-by-token
+    recurrence in float64 on the same bf16-rounded inputs: relative L2 error of dq, dk, dv, dg, dbeta and of the
+    per-head sums of dg and dbeta over batch and time, the sums that dt_bias and A_log receive (a small bias per
+    token that the whole-tensor error hides adds up there). Decays and write strengths as a GDN layer has them at
+    initialisation: A ~ U(1, 16), softplus(dt_bias) log-uniform in [1e-3, 0.1], beta = 2 sigmoid(.). Two seeds,
+    the worse of the two per row; B 4, T 1000 (not a multiple of the chunk), 8 heads."""
+    from models.ops.gdn import fla
+    from models.ops.gdn.naive import gdn_recurrent_naive
+    from models.ops.gdn.reference import gdn_chunked_torch
+    ns, why = fla_gated_delta_rule()
+    if ns is None:
+        print(f"fla unavailable ({why}): GDN dg rows skipped")
+        return
+    names = ("dq", "dk", "dv", "dg", "dbeta", "dg head-sum", "dbeta head-sum")
+    m = ns.guard_module
+    for dk, dv in shapes:
+        errs: dict[str, dict[str, list]] = {"fla": {n: [] for n in names}, "floor": {n: [] for n in names}}
+        for seed in seeds:
+            gen = torch.Generator(device=device).manual_seed(seed)
+
+            def r(*shape):
+                return torch.randn(*shape, device=device, generator=gen)
+            q, k = fla.l2_normalize(r(b, l, h, dk)), fla.l2_normalize(r(b, l, h, dk))
+            A = 1 + 15 * torch.rand(h, device=device, generator=gen)
+            dt = torch.exp(torch.rand(h, device=device, generator=gen) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+            g = -A * torch.nn.functional.softplus(r(b, l, h) + torch.log(torch.expm1(dt)))
+            beta = 2 * torch.sigmoid(r(b, l, h))
+            inputs = [t.bfloat16() for t in (q, k, r(b, l, h, dv))] + [g, beta.bfloat16()]
+            do = r(b, l, h, dv).bfloat16()
+
+            def grads(fn, dtype):
+                leaves = [t.detach().to(dtype if i != 3 else torch.float32).requires_grad_(True)
+                          for i, t in enumerate(inputs)]
+                fn(*leaves).double().mul(do.double()).sum().backward()
+                return [t.grad.double() for t in leaves]
+            ref = grads(lambda *a: gdn_recurrent_naive(*(t.double() for t in a)), torch.float64)
+            before, m.TRITON_ABOVE_3_7_1 = m.TRITON_ABOVE_3_7_1, True
+            try:
+                got = {"fla": grads(lambda *a: fla.chunk_gdn_fla(*a), torch.bfloat16)}
+            finally:
+                m.TRITON_ABOVE_3_7_1 = before
+            got["floor"] = grads(lambda *a: gdn_chunked_torch(*(t.float() for t in a), mm_dtype=torch.bfloat16),
+                                 torch.bfloat16)
+            for impl, gr in got.items():
+                e = errs[impl]
+                for n, a, want in zip(names, gr, ref):
+                    e[n].append(rel(a, want))
+                e["dg head-sum"].append(rel(gr[3].sum((0, 1)), ref[3].sum((0, 1))))
+                e["dbeta head-sum"].append(rel(gr[4].sum((0, 1)), ref[4].sum((0, 1))))
+        for n in names:  # the worse seed, fla's row held to GDN_FLOOR_MULT x the floor's
+            floor = max(errs["floor"][n])
+            record(f"gdn dg: bf16 floor (twin, bf16 operands) vs recurrence(fp64), K {dk} V {dv}", torch.bfloat16,
+                   n, floor)
+            record(f"gdn dg: fla chunk vs recurrence(fp64), K {dk} V {dv}", torch.bfloat16, n, max(errs["fla"][n]),
+                   tol=GDN_FLOOR_MULT * floor)
+
+
 def check_gdn(device, x):
     """Our GDN layer (d_model 512, 8 heads: K 48, V 96, as at `small`; T = 1000, not a multiple of the 64-token
     chunk) on fla's kernel vs on the twin (fp32); opcheck of the custom op; vs transformers' layer."""
@@ -441,6 +512,7 @@ def main() -> int:
     run("swa compiled train step", check_swa_compiled_step, device)
     run("training loss", check_loss, device)
     run("add + RMSNorm", check_add_norm, device)
+    run("gdn dg sums", check_gdn_dg, device)
     run("gdn layer", check_gdn, device, x)
     report += run("gdn hybrid LM compiled train step", check_gdn_lm_compiled_step, device) or []
     print("\n".join(report))

@@ -7,8 +7,10 @@
 # For each ARCH (a zoo model: transformer | hybrid | recurrent | transformer_swa | hybrid_gdn | recurrent_gdn | a
 # sweep config): train at preset=small (150M tokens, WSD, filtered evaluation with annealed branches), score the
 # final model on the whole eval set, the synthetic probes and the planted-repeat probe, and pack
-# results/{scores,probes,curves,runs}/ARCH-sSEED* into $OUT/ARCH-sSEED.tar.gz (or results/ when OUT is unset).
-# A fresh machine first needs the staging call of scripts/gpu_stage.sh (the corpus travels in two halves).
+# results/{scores,probes,curves,runs}/ARCH-sSEED* into $OUT/ARCH-sSEED.tar.gz (or results/ when OUT is unset), with
+# results/runs/ARCH-sSEED/gpu.json (GPU, code, date, wall time). `python -m scripts.campaign next` runs the
+# campaign's next missing runs through this script; `python -m scripts.campaign ingest` takes the archives in.
+# The archive and the whole tree exceed one call's 64 MiB: slim the tree first (`bash scripts/gpu_tree.sh slim`).
 # Everything is resumable: rerunning after an interruption continues from the last checkpoint.
 # TRAIN_ARGS="key=value ..." adds training overrides (e.g. a short smoke run: TRAIN_ARGS=train.max_tokens=5000000).
 # The GPU machine's copy of the tree has no .git: set TOKENGAP_CODE_VERSION=<commit> so runs record their code.
@@ -29,19 +31,10 @@ export PYTHONPATH=$PWD:/tmp/site:${PYTHONPATH:-}
 
 # 2. corpus (unpacked and re-tokenized; train.bin is verified against the manifest), probes
 if [ ! -f build/corpus/small/train.bin ]; then
-  ARCHIVE=.carry/corpus-small.tar.xz
-  if [ ! -f "$ARCHIVE" ]; then  # carried in two halves (scripts/gpu_carry.sh): join them and check the whole
-    ARCHIVE=build/stage/corpus-small.tar.xz
-    if [ ! -f build/stage/corpus-small.tar.xz.part00 ]; then
-      echo "reproduce_gpu.sh: build/stage/corpus-small.tar.xz.part00 missing: first a call with carry .carry-stage" \
-           "running 'bash scripts/gpu_stage.sh', then this one within the machine's idle time" >&2
-      exit 2
-    fi
-    cat build/stage/corpus-small.tar.xz.part00 .carry/corpus-small.tar.xz.part01 > "$ARCHIVE"
-    (cd build/stage && sha256sum -c --quiet ../../.carry/corpus-small.tar.xz.sha256) || {
-      echo "reproduce_gpu.sh: the joined corpus archive does not match .carry/corpus-small.tar.xz.sha256" >&2; exit 2; }
-  fi
-  $PY -m train.data unpack "$ARCHIVE" --workers "$(nproc)"
+  (cd .carry && sha256sum -c --quiet corpus-small.tar.xz.sha256) || {
+    echo "reproduce_gpu.sh: .carry/corpus-small.tar.xz is missing or does not match its sha256 (make gpu-carry; carry .carry)" >&2
+    exit 2; }
+  $PY -m train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
 fi
 [ -f build/probes/manifest.json ] || $PY -m analysis probes generate --out build/probes --preset small
 [ -f build/planted/planted.npz ] || $PY -m analysis probes planted-generate --corpus build/corpus/small --out build/planted
@@ -49,6 +42,7 @@ FILTERS=${FILTERS:-results/filters.npz}  # from `python -m analysis label` (make
 
 for ARCH in "${ARCHS[@]}"; do
   RUN=$ARCH-s$SEED
+  T0=$SECONDS
   # 3. train (same data order and schedule for every architecture: both depend on the seed only)
   $PY -m train model="$ARCH" preset=small train.seed="$SEED" run_dir="runs/$RUN" \
       train.eval.filters="$FILTERS" train.progress=false ${TRAIN_ARGS:-}
@@ -67,9 +61,12 @@ for ARCH in "${ARCHS[@]}"; do
     [ -f "$f" ] && cp "$f" "results/scores/annealed/$RUN-$(basename "$f" .npz | sed 's/annealed-//').npz"
   done
   cp "runs/$RUN/run.json" "runs/$RUN/summary.json" "runs/$RUN/config.yaml" "results/runs/$RUN/"
-  if [ -n "${OUT:-}" ]; then
-    tar czf "$OUT/$RUN.tar.gz" "results/scores/$RUN.npz" "results/probes/$RUN.npz" "results/curves/$RUN.jsonl" \
-        "results/probes/planted/$RUN.npz" \
-        "results/runs/$RUN" results/scores/annealed/"$RUN"-step*.npz
-  fi
+  # 6. what ran where: the GPU, the code, the date and the wall time of this run (over every call that resumed it)
+  WALL=$(( SECONDS - T0 + $(cat "runs/$RUN/wall_s" 2>/dev/null || echo 0) ))
+  echo "$WALL" > "runs/$RUN/wall_s"
+  $PY -c "import json, sys, datetime, torch; from evaluation.scorefile import code_version
+json.dump({'gpu': torch.cuda.get_device_name(), 'code_version': code_version(), 'wall_s': int(sys.argv[1]),
+           'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')},
+          open(sys.argv[2], 'w'), indent=1)" "$WALL" "results/runs/$RUN/gpu.json"
+  [ -z "${OUT:-}" ] || $PY -m scripts.campaign pack "$RUN"
 done

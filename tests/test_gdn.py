@@ -130,9 +130,10 @@ def test_grouped_value_heads_repeat_each_key_head():
 
 
 # ---- the fla custom ops, wired to a twin-backed stand-in ------------------------------------------------------
-def _stand_in(guard_flag: bool, bug: float = 0.0):
+def _stand_in(guard_flag: bool, bug: float = 0.0, dg_shift: float = 0.0):
     """fla's namespace (fwd, bwd, guard_module, version) computed by the twin, with fla's return layout; `bug`
-    scales dk by (1 + bug) in the backward (a planted miscompile)."""
+    scales dk by (1 + bug) in the backward (a planted miscompile); `dg_shift` adds dg_shift x mean |dg| to every
+    token's dg (a small bias that the whole tensor's error hides and a sum over tokens shows)."""
     def cum(g, C):
         b, l, h = g.shape
         pad = (-l) % C
@@ -151,7 +152,7 @@ def _stand_in(guard_flag: bool, bug: float = 0.0):
         leaves = [t.detach().requires_grad_(True) for t in (q, k, v, g, beta)]
         o = gdn_chunked_torch(*leaves, scale, chunk_size)
         dq, dk, dv, dg, db = torch.autograd.grad(o, leaves, do)
-        return dq, dk * (1 + bug), dv, db, dg
+        return dq, dk * (1 + bug), dv, db, dg + dg_shift * dg.abs().mean()
 
     def bwd(q, k, v, g_cum, beta, A, scale, initial_state, do, dht, chunk_size=64):
         # a custom op's body runs below the autograd dispatch key (thread-local): differentiate in a fresh thread
@@ -168,8 +169,8 @@ def fla_stand_in(monkeypatch):
     from models.ops.gdn import fla
     monkeypatch.setattr(fla, "_passed", {})
 
-    def install(guard_flag=False, bug=0.0):
-        ns = _stand_in(guard_flag, bug)
+    def install(guard_flag=False, bug=0.0, dg_shift=0.0):
+        ns = _stand_in(guard_flag, bug, dg_shift)
         monkeypatch.setattr(fla, "fla_gated_delta_rule", lambda: (ns, ""))
         return ns
     return fla, install
@@ -264,3 +265,36 @@ def test_lm_check_kernels_runs_the_check_once_per_shape(fla_stand_in, monkeypatc
     assert len(lines) == 1 and "gdn kernel check" in lines[0]
     assert [c[:2] for c in calls] == [(12, 24), (12, 24)]  # asked per layer, computed once (cached)
     assert gdn_mixer.check(model.blocks[0].mixer, None, torch.device("cpu"), torch.float32) is None
+
+
+def test_bf16_operands_cost_the_twin_a_bf16_sized_error():
+    """gdn_chunked_torch(mm_dtype=bfloat16), the floor fla's kernel is read against on the GPU: every product's
+    operands rounded to bf16 moves the output and the gradients by bf16's order, neither 0 nor more."""
+    a = _inputs(2, 100, 2, 16, 32, seed=7)
+    dy = torch.randn(2, 100, 2, 32, dtype=torch.float64)
+
+    def run(**kw):
+        leaves = [t.clone().requires_grad_(True) for t in a.values()]
+        y = gdn_chunked_torch(*leaves, chunk_size=16, **kw)
+        y.backward(dy)
+        return [y] + [t.grad for t in leaves]
+    exact, rounded = ([t.detach() for t in run(**kw)] for kw in ({}, {"mm_dtype": torch.bfloat16}))
+    for name, e, r in zip("o dq dk dv dg dbeta".split(), exact, rounded):
+        err = float((r - e).norm() / e.norm())
+        assert 1e-4 < err < 3e-2, (name, err)
+
+
+@pytest.mark.parametrize("dg_shift", [0.0, 0.05])
+def test_gpu_check_dg_rows_pass_an_exact_kernel_and_refuse_a_dg_bias(fla_stand_in, monkeypatch, dg_shift):
+    """scripts/gpu_check.py's `gdn dg sums` stage on the stand-in (exact float32): every fla row within
+    GDN_FLOOR_MULT x the bf16 floor; a 5% shift of dg per token (whole-tensor error ~5%, head sums far more) fails
+    the dg rows."""
+    import scripts.gpu_check as gc
+    fla, install = fla_stand_in
+    ns = install(dg_shift=dg_shift)
+    monkeypatch.setattr(gc, "fla_gated_delta_rule", lambda: (ns, ""))
+    monkeypatch.setattr(gc, "rows", [])
+    gc.check_gdn_dg("cpu", shapes=((8, 16),), b=2, l=100, h=3, seeds=(0,))
+    bad = {r["what"] for r in gc.rows if not r["ok"]}
+    assert len(gc.rows) == 14
+    assert bad == (set() if dg_shift == 0 else {"dg", "dg head-sum"}), bad

@@ -31,17 +31,21 @@ from torch import Tensor
 
 def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Optional[float] = None,
                       chunk_size: int = 64, initial_state: Optional[Tensor] = None,
-                      return_final_state: bool = False):
+                      return_final_state: bool = False, mm_dtype: Optional[torch.dtype] = None):
     """Chunked gated delta rule.
 
     q, k: (b, l, h, K) (L2-normalised by the caller); v: (b, l, h, V); g: (b, l, h) log decay (<= 0);
     beta: (b, l, h); scale: multiplies q (default K^-0.5); initial_state: (b, h, K, V).
     Returns o: (b, l, h, V) in q.dtype (and the final state (b, h, K, V) if asked); computes in float32, or float64
-    when q is float64."""
+    when q is float64. mm_dtype (e.g. bfloat16): round the operands of every matrix product to it, products summed
+    in the compute dtype, as a tensor-core kernel on bf16 inputs does (its autograd rounds the gradients flowing
+    through them too): the precision floor a bf16 kernel is read against (scripts/gpu_check.py), not a training
+    path."""
     b, l, h, dk = q.shape
     dv, out_dtype = v.shape[-1], q.dtype
     ct = torch.float64 if q.dtype == torch.float64 else torch.float32
     scale = dk ** -0.5 if scale is None else scale
+    mm = torch.matmul if mm_dtype is None else (lambda a, b: a.to(mm_dtype).to(ct) @ b.to(mm_dtype).to(ct))
     C = chunk_size
     pad = (-l) % C
     # (b, h, l, .) in the compute dtype; padded steps (g = 0, beta = 0, k = v = q = 0) come after every real one
@@ -56,12 +60,12 @@ def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, 
     causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
     pair = torch.exp((G[..., :, None] - G[..., None, :]).masked_fill(~causal, -torch.inf))  # e^{G_i - G_j}, j <= i
     kb = k * beta
-    A = ((kb @ k.transpose(-1, -2)) * pair).tril(-1)  # strictly lower: the diagonal of I + A is 1
+    A = (mm(kb, k.transpose(-1, -2)) * pair).tril(-1)  # strictly lower: the diagonal of I + A is 1
     eG = G.exp()[..., None]
     # unitriangular: solve_triangular reads A's strict lower triangle and takes the diagonal as 1, i.e. I + A
     u = torch.linalg.solve_triangular(A, v * beta, upper=False, unitriangular=True)
     w = torch.linalg.solve_triangular(A, kb * eG, upper=False, unitriangular=True)
-    attn = (q @ k.transpose(-1, -2)) * pair * scale  # (b, h, n, C, C), j <= i
+    attn = mm(q, k.transpose(-1, -2)) * pair * scale  # (b, h, n, C, C), j <= i
     q_in = q * eG * scale  # reads the incoming state
     G_end = G[..., -1:]  # (b, h, n, 1)
     k_out = k * torch.exp(G_end - G)[..., None]  # writes the outgoing state
@@ -69,9 +73,9 @@ def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, 
     S = torch.zeros(b, h, dk, dv, dtype=ct, device=q.device) if initial_state is None else initial_state.to(ct)
     outs = []
     for c in range(n):
-        v_new = u[:, :, c] - w[:, :, c] @ S
-        outs.append(q_in[:, :, c] @ S + attn[:, :, c] @ v_new)
-        S = S * torch.exp(G_end[:, :, c])[..., None] + k_out[:, :, c].transpose(-1, -2) @ v_new
+        v_new = u[:, :, c] - mm(w[:, :, c], S)
+        outs.append(mm(q_in[:, :, c], S) + mm(attn[:, :, c], v_new))
+        S = S * torch.exp(G_end[:, :, c])[..., None] + mm(k_out[:, :, c].transpose(-1, -2), v_new)
     o = torch.stack(outs, dim=2).reshape(b, h, n * C, dv)[:, :, :l].transpose(1, 2).to(out_dtype)
     return (o, S) if return_final_state else o
 
