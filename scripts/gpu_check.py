@@ -304,11 +304,6 @@ GDN_LM = dict(name="hybrid_gdn", n_layers=4, d_model=512, n_heads=8, pattern=["g
 # tiles it with BK = 64, the tile fla #640 reports miscompiled on Hopper with triton >= 3.4) and Olmo Hybrid's K 96
 # (BK = 128, as at its 1B and 7B).
 GDN_DG_SHAPES = ((48, 96), (96, 192))
-# fla's error may be at most this multiple of the bf16 floor's, quantity by quantity, in the same run. Fixed before
-# the first measurement (2026-12-07): a kernel with the floor's precision (bf16 operands, fp32 sums) differs from it
-# only in summation order and where it rounds, which moves the error by a small factor, not by a multiple of it.
-GDN_FLOOR_MULT = 3.0
-
 
 def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int = 8, seeds=(0, 1)):
     """fla's chunk_gated_delta_rule (bf16, guard lifted) and a bf16 floor that is not fla's (our twin with every
@@ -361,12 +356,12 @@ def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int
                     e[n].append(rel(a, want))
                 e["dg head-sum"].append(rel(gr[3].sum((0, 1)), ref[3].sum((0, 1))))
                 e["dbeta head-sum"].append(rel(gr[4].sum((0, 1)), ref[4].sum((0, 1))))
-        for n in names:  # the worse seed, fla's row held to GDN_FLOOR_MULT x the floor's
+        for n in names:  # the worse seed, fla's row held to FLOOR_MULT x the floor's (as fla.check_backward does)
             floor = max(errs["floor"][n])
             record(f"gdn dg: bf16 floor (twin, bf16 operands) vs recurrence(fp64), K {dk} V {dv}", torch.bfloat16,
                    n, floor)
             record(f"gdn dg: fla chunk vs recurrence(fp64), K {dk} V {dv}", torch.bfloat16, n, max(errs["fla"][n]),
-                   tol=GDN_FLOOR_MULT * floor)
+                   tol=fla.FLOOR_MULT * floor)
 
 
 def check_gdn(device, x):

@@ -230,6 +230,23 @@ def test_check_refuses_a_wrong_backward_in_one_line(fla_stand_in):
     assert not fla.checks_passed()
 
 
+@pytest.mark.parametrize("dg_shift", [0.0, 0.01])
+def test_check_in_bf16_refuses_a_dg_bias_that_only_the_head_sums_show(fla_stand_in, dg_shift):
+    """A 1% shift of every token's dg passes the whole-tensor tolerance (2e-2) but not the per-head sums, which
+    must stay within FLOOR_MULT x the bf16 floor measured in the same check; an exact kernel passes."""
+    fla, install = fla_stand_in
+    install(guard_flag=False, dg_shift=dg_shift)
+    if dg_shift == 0:
+        errs = fla.check_backward(8, 16, torch.bfloat16, torch.device("cpu"), chunk_size=16)
+        assert errs["dg"] < 2e-2 and {"dg head-sum", "dbeta head-sum"} <= set(errs)
+        return
+    with pytest.raises(fla.GDNKernelCheckError) as err:
+        fla.check_backward(8, 16, torch.bfloat16, torch.device("cpu"), chunk_size=16)
+    msg = str(err.value)
+    assert "dg head-sum is off" in msg and "x the bf16 floor" in msg and "\n" not in msg
+    assert not fla.checks_passed()
+
+
 def test_isolated_check_turns_a_crash_or_a_refusal_into_one_line():
     """On CUDA the check runs in a child process: a kernel that kills it (as fla's float32 path did on the H200)
     or a refusal printed by it is a one-line GDNKernelCheckError here; a pass comes back with its errors."""
@@ -287,7 +304,7 @@ def test_bf16_operands_cost_the_twin_a_bf16_sized_error():
 @pytest.mark.parametrize("dg_shift", [0.0, 0.05])
 def test_gpu_check_dg_rows_pass_an_exact_kernel_and_refuse_a_dg_bias(fla_stand_in, monkeypatch, dg_shift):
     """scripts/gpu_check.py's `gdn dg sums` stage on the stand-in (exact float32): every fla row within
-    GDN_FLOOR_MULT x the bf16 floor; a 5% shift of dg per token (whole-tensor error ~5%, head sums far more) fails
+    fla.FLOOR_MULT x the bf16 floor; a 5% shift of dg per token (whole-tensor error ~5%, head sums far more) fails
     the dg rows."""
     import scripts.gpu_check as gc
     fla, install = fla_stand_in

@@ -37,6 +37,12 @@ _T = Tensor
 # the H200 with the guard lifted, at K 64-128, V 64-256: at most 1.9e-3 (fp32), 4.2e-3 (bf16); the miscompile of
 # #640 gives errors of order 1.
 CHECK_TOL = {torch.float32: 5e-3, torch.bfloat16: 2e-2, torch.float16: 2e-2}
+# In 16 bits the check also holds the per-head sums of dg and dbeta over batch and time (what dt_bias and A_log
+# receive: a small bias per token that the whole tensor's error hides adds up there) to this multiple of a floor
+# measured in the same check on the same GPU: the twin with every product's operands rounded to the dtype
+# (`gdn_chunked_torch(mm_dtype=...)`, a bf16 kernel's precision without its code). Fixed before the first GPU
+# measurement (2026-12-07): summation order and rounding points move an error by a small factor, not a multiple.
+FLOOR_MULT = 3.0
 
 
 class GDNKernelCheckError(RuntimeError):
@@ -142,9 +148,10 @@ def chunk_gdn_fla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scal
 def check_backward(dk: int, dv: int, dtype: torch.dtype, device: torch.device, chunk_size: int = 64,
                    seed: int = 0, isolate: Optional[bool] = None) -> dict:
     """Forward + backward of fla's op (guard lifted) against the twin in float32 on `device`, at the layer's head
-    dims: batch 2, 3 heads, 300 tokens (not a multiple of the chunk), decays and write strengths as in training
+    dims: batch 2, 8 heads, 300 tokens (not a multiple of the chunk), decays and write strengths as in training
     (beta up to 2: negative eigenvalues). Records the pass for these shapes and returns {what: relative L2 error};
-    raises GDNKernelCheckError (one line) if any error exceeds CHECK_TOL[dtype], or if the kernel crashes.
+    raises GDNKernelCheckError (one line) if any error exceeds CHECK_TOL[dtype], if in 16 bits a per-head sum of dg
+    or dbeta is off by more than FLOOR_MULT x the bf16 floor's, or if the kernel crashes.
 
     isolate (default: on CUDA): run the check in a child process. A miscompiled kernel can do worse than give wrong
     numbers: on the H200 with triton 3.6, fla's float32 path at K 48, V 96 stopped with "an illegal instruction"
@@ -172,7 +179,7 @@ def _check_here(dk, dv, dtype, device, chunk_size, seed) -> tuple[dict, str]:
     ns = fla_gated_delta_rule()[0]
     key = _key(dk, dv, dtype, chunk_size, device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    b, l, h = 2, 300, 3
+    b, l, h = 2, 300, 8
 
     def r(*shape):
         return torch.randn(*shape, device=device, generator=gen)
@@ -197,15 +204,30 @@ def _check_here(dk, dv, dtype, device, chunk_size, seed) -> tuple[dict, str]:
         got = run(lambda *a: chunk_gdn_fla(*a, chunk_size=chunk_size), dtype)
     finally:
         m.TRITON_ABOVE_3_7_1 = before
-    errs = {name: float((a.double() - e.double()).norm() / e.double().norm().clamp_min(1e-30))
-            for name, a, e in zip(("output", "dq", "dk", "dv", "dg", "dbeta"), got, ref)}
+    def rel(a, e):
+        return float((a.double() - e.double()).norm() / e.double().norm().clamp_min(1e-30))
+
+    def head_sums(gr):  # dg, dbeta summed over batch and time: (h,) each
+        return {n: (gr[i].sum((0, 1)), ref[i].sum((0, 1))) for n, i in (("dg head-sum", 4), ("dbeta head-sum", 5))}
+    errs = {name: rel(a, e) for name, a, e in zip(("output", "dq", "dk", "dv", "dg", "dbeta"), got, ref)}
     tol = CHECK_TOL[dtype]
     worst = max(errs, key=errs.get)
+    floor = {}
+    if dtype != torch.float32:
+        low = run(lambda *a: gdn_chunked_torch(*a, chunk_size=chunk_size, mm_dtype=dtype), dtype)
+        errs.update({n: rel(a, e) for n, (a, e) in head_sums(got).items()})
+        floor = {n: rel(a, e) for n, (a, e) in head_sums(low).items()}
     summary = (f"fla {ns.version} chunk_gated_delta_rule check on {key[4]} (K={dk}, V={dv}, {key[2]}, chunk "
                f"{chunk_size}, guard {'lifted for the check' if not before else 'not in force'}): relative L2 error "
-               + ", ".join(f"{n} {e:.1e}" for n, e in errs.items()) + f" (tol {tol:.0e})")
+               + ", ".join(f"{n} {e:.1e}" for n, e in errs.items()) + f" (tol {tol:.0e}"
+               + "".join(f"; {n} floor {e:.1e}" for n, e in floor.items()) + (f", x{FLOOR_MULT:g}" if floor else "")
+               + ")")
     if not errs[worst] <= tol:  # also catches NaN
         raise GDNKernelCheckError(f"{summary}: {worst} is off; refusing to train on fla's GDN backward here")
+    for n, f in floor.items():
+        if not errs[n] <= FLOOR_MULT * f:
+            raise GDNKernelCheckError(f"{summary}: {n} is off ({errs[n]:.1e} > {FLOOR_MULT:g} x the bf16 floor "
+                                      f"{f:.1e}); refusing to train on fla's GDN backward here")
     return errs, summary
 
 
