@@ -131,4 +131,4 @@ def test_the_committed_ledger_plans_the_sixteen_runs_of_the_campaign():
     assert len(planned) == len(set(planned)) == 16
     assert planned[:3] == ["transformer_swa-s0", "hybrid_gdn-s0", "recurrent_gdn-s0"]
     for run, e in led["runs"].items():  # every entry stands on committed files
-        assert Path("results/scores", f"{run}.npz").is_file(), run
+        assert Path("results/runs", run, "summary.json").is_file() and Path("results/curves", f"{run}.jsonl").is_file(), run
