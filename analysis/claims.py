@@ -105,7 +105,11 @@ def fixed_point(mean: np.ndarray, reps: np.ndarray, alpha: float = 0.05) -> Cate
 
 
 def seed_replicates(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """values (S, C), one row per seed -> (mean over seeds (C,), (n_boot, C) means over resampled seeds)."""
+    """values (S, C), one row per seed -> (mean over seeds (C,), (n_boot, C) means over resampled seeds). One seed
+    has nothing to resample: the replicates are NaN (no interval, verdict inconclusive), not S copies of the mean,
+    which would read as certainty."""
+    if values.shape[0] < 2:
+        return values.mean(0), np.full((n_boot, values.shape[1]), np.nan)
     return values.mean(0), seed_weights(values.shape[0], n_boot, seed) @ values
 
 
@@ -463,6 +467,8 @@ def curve_rows(inp: Inputs, pair: str, n_boot: int) -> list[dict]:
 
         def add(what, study, region, vs, m, reps, note=""):
             lo, hi = np.quantile(reps, [0.025, 0.975])
+            if lo != lo:
+                note = "; ".join(x for x in (note, "one seed: curves have no interval") if x)
             out.append(row(pair, "training", 6, f"{what} ({when}, {tokens / 1e6:.0f}M tokens)", study, region, vs,
                            MeanCI(float(m), float(lo), float(hi), 0, 0), note=note,
                            source="training curves (seeds resampled)"))
@@ -559,13 +565,15 @@ def to_markdown(rows: list[dict], info: dict) -> str:
     for c, text in CLAIMS.items():
         cells, verd = [], {}
         for p in PAIRS:
+            one = "" if p in missing or min(info["seeds"].get(a, 0) for a in PAIRS[p] if a in info["seeds"]) > 1 \
+                else " (one seed: see the pair's table)"
             for view in ("equal tokens", "matched loss"):
                 vs = [r["verdict"] for r in rows if r["pair"] == p and r["claim"] == c and r["verdict"] != "—"
                       and (r["view"] == view or (view == "equal tokens" and r["view"] == "training"))]
                 if view == "equal tokens":
                     verd[p] = vs
-                cells.append(", ".join(f"{vs.count(v)} {v}" for v in ("agrees", "inconclusive", "disagrees")
-                                       if vs.count(v)) or ("not run" if p in missing else "—"))
+                cells.append((", ".join(f"{vs.count(v)} {v}" for v in ("agrees", "inconclusive", "disagrees")
+                                        if vs.count(v)) + one if vs else "") or ("not run" if p in missing else "—"))
         lines.append(f"| {c} | {text} | " + " | ".join(cells) + f" | {holds_for(verd)} |")
     # matched points
     if info["matched"]:
@@ -579,7 +587,11 @@ def to_markdown(rows: list[dict], info: dict) -> str:
                          f"{pt['loss_b']:.4f} | {pt['diff']:+.4f} | {pt['source']} |")
     # the rows, one pair's two views side by side
     for p in pairs:
-        lines += ["", f"**{p}** ({', '.join(PAIRS[p])}): B = {PAIRS[p][1]} unless the row says otherwise.", "",
+        one = [a for a in PAIRS[p] if info["seeds"].get(a) == 1]
+        caveat = (f" **One seed of {', '.join(one)}:** the seed level of the bootstrap cannot be resampled from one "
+                  "run, so these intervals cover the draw of documents (source files) only, not what another "
+                  "training run would give; they are narrower than intervals over seeds would be." if one else "")
+        lines += ["", f"**{p}** ({', '.join(PAIRS[p])}): B = {PAIRS[p][1]} unless the row says otherwise.{caveat}", "",
                   "| # | measurement | study | rule | equal tokens (95% CI) | relative gap (÷ overall) | matched loss "
                   "(95% CI) | notes |", "|---|---|---|---|---|---|---|---|"]
         eq = [r for r in rows if r["pair"] == p and r["view"] in ("equal tokens", "training")]

@@ -253,3 +253,18 @@ def test_holds_for_counts_pairs():
     assert holds_for({"A": ["disagrees"], "B": ["inconclusive"]}) == "neither"
     assert holds_for({"A": ["agrees", "inconclusive"], "B": []}) == "no (A); B not run"
     assert holds_for({"A": [], "B": []}) == "not run"
+
+
+def test_one_seed_is_said_and_curve_rows_claim_no_interval(synthetic_results):
+    """With one run of an architecture the seed level cannot be resampled: text rows' intervals cover documents
+    only (and the table says so), rows from the curves (one number per seed) have no interval at all."""
+    from analysis.claims import to_markdown
+    rows, info = build(synthetic_results(seeds=(0,), n_docs_per_domain=6, units=6), n_boot=200)
+    assert info["seeds"] == {"transformer": 1, "hybrid": 1, "recurrent": 1}
+    curve = [r for r in rows if r["view"] == "training"]
+    assert curve and all(r["lo"] != r["lo"] and r["verdict"] == "inconclusive" for r in curve)
+    assert all("one seed: curves have no interval" in r["note"] for r in curve)
+    content = _row(rows, "gap on content words")
+    assert content["lo"] < content["measured"] < content["hi"]  # documents still resampled
+    md = to_markdown(rows, info)
+    assert "**One seed of transformer, hybrid, recurrent:**" in md and "(one seed: see the pair's table)" in md
