@@ -37,7 +37,7 @@ from models import LM, ModelConfig
 from models.config import MambaConfig
 from models.kernels import KernelChoice
 from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
-from models.mixers.gdn import GatedDeltaNet, to_hf_state_dict
+from models.mixers.gdn import GDNConfig, GatedDeltaNet, to_hf_state_dict
 from models.mixers.mamba2 import Mamba2
 from models.ops.conv.external import wrap_fla_conv
 from models.ops.conv.reference import causal_conv1d_torch
@@ -296,13 +296,15 @@ def check_add_norm(device):
                       ids[:, :-1], ids[:, 1:])
 
 
+# A 4-layer hybrid_gdn at `small`'s width, with the zoo's GDN head dims (conf/model/hybrid_gdn.yaml: K 96, V 192,
+# 4 heads at d_model 512; tests/test_gpu_check_helpers.py holds the two equal)
 GDN_LM = dict(name="hybrid_gdn", n_layers=4, d_model=512, n_heads=8, pattern=["gdn"] * 3 + ["attention"],
-              mlp_ratio=3.0, vocab_size=1024)
+              mlp_ratio=3.0, vocab_size=1024, gdn=GDNConfig(head_dim=96))
 
 
-# fla's GDN backward against the recurrence, per (key, value) head dim: the zoo's K 48 at `small` and `base` (fla
-# tiles it with BK = 64, the tile fla #640 reports miscompiled on Hopper with triton >= 3.4) and Olmo Hybrid's K 96
-# (BK = 128, as at its 1B and 7B).
+# fla's GDN backward against the recurrence, per (key, value) head dim: K 48, what 0.75 d_model / model.n_heads gives
+# at `small` and `base` (the zoo's GDN head dims until 2026-12-07; fla tiles it with BK = 64, the tile fla #640
+# reports miscompiled on Hopper with triton >= 3.4), and Olmo Hybrid's K 96 (BK = 128), the zoo's since.
 GDN_DG_SHAPES = ((48, 96), (96, 192))
 
 def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int = 8, seeds=(0, 1)):
@@ -365,8 +367,8 @@ def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int
 
 
 def check_gdn(device, x):
-    """Our GDN layer (d_model 512, 8 heads: K 48, V 96, as at `small`; T = 1000, not a multiple of the 64-token
-    chunk) on fla's kernel vs on the twin (fp32); opcheck of the custom op; vs transformers' layer."""
+    """Our GDN layer (GDN_LM's: the zoo's head dims at `small`; T = 1000, not a multiple of the 64-token chunk) on
+    fla's kernel vs on the twin (fp32); opcheck of the custom op; vs transformers' layer."""
     from models.ops.gdn import fla
     ns, why = fla_gated_delta_rule()
     if ns is None:
@@ -378,18 +380,20 @@ def check_gdn(device, x):
     with torch.no_grad():
         layer.norm.weight.uniform_(0.5, 1.5)
     needs = ("gdn", "gated_norm", "conv")
+    K, V = layer.head_dim, layer.v_head_dim
+    what = f"gdn: fla backward check (K {K}, V {V}, T 300)"
     kernel, twin = WithOps(layer, needs, KernelChoice(scans="triton")), WithOps(layer, needs, KernelChoice(scans="reference"))
     passed = []
     for dtype in (torch.bfloat16, torch.float32):  # the Trainer's check, in a child process: a crash is a refusal
         try:
             errs = fla.check_backward(layer.head_dim, layer.v_head_dim, dtype, device)
             worst = max(errs, key=errs.get)
-            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, f"worst: {worst}", errs[worst])
+            record(what, dtype, f"worst: {worst}", errs[worst])
             passed.append(dtype)
         except fla.GDNKernelCheckError as exc:
             print(f"refused: {exc}")
             why = "the kernel crashed" if "crashed" in str(exc) else "off tolerance"
-            record("gdn: fla backward check (K 48, V 96, T 300)", dtype, f"refused: {why}", float("inf"))
+            record(what, dtype, f"refused: {why}", float("inf"))
     ref = run_layer(twin, x, torch.float32)
     for dtype in passed:  # a dtype the check refused would stop the process here, as it stops training
         compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, run_layer(kernel, x, dtype), ref)
@@ -401,12 +405,12 @@ def check_gdn(device, x):
         compare("gdn: fla op only (conv, norm twins) vs twin(fp32)", torch.bfloat16,
                 run_layer(fla_only, x, torch.bfloat16), ref)
     # the custom op's schema, fake and autograd registration against the real kernel
-    q = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
-    k = fla.l2_normalize(torch.randn(2, 200, 4, 48, device=device)).bfloat16()
-    v = torch.randn(2, 200, 4, 96, device=device).bfloat16()
+    q = fla.l2_normalize(torch.randn(2, 200, 4, K, device=device)).bfloat16()
+    k = fla.l2_normalize(torch.randn(2, 200, 4, K, device=device)).bfloat16()
+    v = torch.randn(2, 200, 4, V, device=device).bfloat16()
     g, beta = -torch.rand(2, 200, 4, device=device) * 0.1, torch.rand(2, 200, 4, device=device).bfloat16()
     try:
-        torch.library.opcheck(torch.ops.tokengap.gdn_fwd.default, (q, k, v, g, beta, 48 ** -0.5, 64),
+        torch.library.opcheck(torch.ops.tokengap.gdn_fwd.default, (q, k, v, g, beta, K ** -0.5, 64),
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
         record("gdn: torch.library.opcheck of tokengap::gdn_fwd", torch.float32, "schema, fake, aot", 0.0)
     except Exception as exc:
@@ -426,7 +430,9 @@ def check_gdn_vs_transformers(device, x, layer, ns, passed):
         print(f"transformers has no OlmoHybrid ({exc}): skipped")
         return
     hc = OlmoHybridConfig(hidden_size=512, num_attention_heads=8, num_hidden_layers=4, vocab_size=1024,
-                          intermediate_size=1536, pad_token_id=None, eos_token_id=None)
+                          intermediate_size=1536, pad_token_id=None, eos_token_id=None,
+                          linear_num_key_heads=layer.n_heads, linear_num_value_heads=layer.n_v_heads,
+                          linear_key_head_dim=layer.head_dim, linear_value_head_dim=layer.v_head_dim)
     theirs = OlmoHybridGatedDeltaNet(hc, layer_idx=0).to(device)
     theirs.load_state_dict(to_hf_state_dict(layer))
     ours = WithOps(layer, ("gdn", "gated_norm", "conv"), KernelChoice(scans="triton"))

@@ -39,3 +39,12 @@ def test_step_on_cpu_returns_the_loss_and_every_gradient():
     loss, grads = _step(model, ids[:, :-1], ids[:, 1:], torch.float32)
     loss2, grads2 = _step(model, ids[:, :-1], ids[:, 1:], torch.float32)
     assert rel(loss, loss2) == 0 and set(grads) == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_gpu_checks_gdn_layer_has_the_zoos_head_dims():
+    """gpu_check's GDN rows measure the head dims the zoo trains with (hybrid_gdn at `small`)."""
+    from models import ModelConfig
+    from models.__main__ import load
+    from models.mixers.gdn import dims
+    from scripts.gpu_check import GDN_LM
+    assert dims(ModelConfig(**GDN_LM)) == dims(load(["model=hybrid_gdn", "size=small"])) == (4, 4, 96, 192)

@@ -33,7 +33,9 @@ from models.ops.gdn.reference import l2_normalize
 @dataclass
 class GDNConfig:
     """model.gdn: the Gated DeltaNet layers' settings (transformers' OlmoHybridConfig names in brackets)."""
-    n_heads: Optional[int] = None  # key (and query) heads [linear_num_key_heads]; None: model.n_heads
+    # key (and query) heads [linear_num_key_heads]; None: 0.75 * d_model / head_dim when head_dim is set (the key
+    # width Olmo Hybrid's ratios give), else model.n_heads
+    n_heads: Optional[int] = None
     n_v_heads: Optional[int] = None  # value heads, a multiple of n_heads [linear_num_value_heads]; None: n_heads
     head_dim: Optional[int] = None  # key head dim [linear_key_head_dim]; None: 0.75 * d_model / n_heads
     v_head_dim: Optional[int] = None  # value head dim [linear_value_head_dim]; None: 2 * head_dim
@@ -52,9 +54,16 @@ class GDNConfig:
 def dims(cfg) -> tuple[int, int, int, int]:
     """(key heads, value heads, key head dim, value head dim) of cfg's GDN layers (checked by `validate`)."""
     g = cfg.gdn
-    h = g.n_heads or cfg.n_heads
+    h = _key_heads(cfg)
     dk = g.head_dim if g.head_dim is not None else int(0.75 * cfg.d_model / h)
     return h, g.n_v_heads or h, dk, g.v_head_dim if g.v_head_dim is not None else 2 * dk
+
+
+def _key_heads(cfg) -> int:
+    g = cfg.gdn
+    if g.n_heads:
+        return g.n_heads
+    return int(0.75 * cfg.d_model / g.head_dim) if g.head_dim else cfg.n_heads
 
 
 class GatedDeltaNet(nn.Module):
@@ -154,7 +163,11 @@ def flops_per_token(cfg, seq_len: int) -> float:
 def validate(cfg) -> None:
     from models.config import ConfigError
     g = cfg.gdn
-    h = g.n_heads or cfg.n_heads
+    if g.head_dim is not None and not g.n_heads and (g.head_dim < 1 or (0.75 * cfg.d_model / g.head_dim) % 1
+                                                    or 0.75 * cfg.d_model < g.head_dim):
+        raise ConfigError(f"model.gdn.head_dim: {g.head_dim} gives 0.75 * d_model / head_dim = 0.75 * {cfg.d_model} "
+                          f"/ {g.head_dim} key heads, not a whole number >= 1; set model.gdn.n_heads or another head_dim")
+    h = _key_heads(cfg)
     if h < 1:
         raise ConfigError(f"model.gdn.n_heads: must be positive, got {h}")
     if g.head_dim is None and (0.75 * cfg.d_model / h) % 1:
