@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare, on the CPU machine, everything the offline GPU machine lacks (see ../shared/briefs/gpu.md):
+# Prepare, on the CPU machine, everything the offline GPU machine lacks (RESULTS.md, "Rerunning"):
 #   .whl/    pure-Python wheels: hydra-core, omegaconf, antlr4 runtime, mamba-ssm (built without CUDA),
 #            fla (flash-linear-attention: its Triton causal conv)
 #   .carry/  the small corpus as one archive (docs + tokenizer + manifest) and its sha256
