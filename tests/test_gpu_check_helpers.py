@@ -1,5 +1,6 @@
 """scripts/gpu_check.py's helpers run on any device: the script itself needs CUDA, so its plumbing is checked here
 (a typo in a helper would otherwise first show on the GPU machine, inside a 10-minute call)."""
+import pytest
 import torch
 
 from models import LM, ModelConfig
@@ -48,3 +49,19 @@ def test_gpu_checks_gdn_layer_has_the_zoos_head_dims():
     from models.mixers.gdn import dims
     from scripts.gpu_check import GDN_LM
     assert dims(ModelConfig(**GDN_LM)) == dims(load(["model=hybrid_gdn", "size=small"])) == (4, 4, 96, 192)
+
+
+def test_first_call_note_reports_a_first_call_that_differs(monkeypatch):
+    """first_call_note: relative differences of each gradient (and of per-head sums of dg, dbeta) between a first
+    call and a repeat, kept in the JSON's notes; zero for equal calls, the planted size for a shifted one."""
+    import torch
+
+    import scripts.gpu_check as gc
+    monkeypatch.setattr(gc, "notes", [])
+    dg = torch.randn(2, 50, 4)
+    gc.first_call_note("equal", {"dg": dg, "A_log": torch.ones(4)}, {"dg": dg.clone(), "A_log": torch.ones(4)})
+    gc.first_call_note("shifted", {"dg": dg + 0.05 * dg.abs().mean(), "A_log": 1.1 * torch.ones(4)},
+                       {"dg": dg, "A_log": torch.ones(4)})
+    equal, shifted = (n["rel_diff"] for n in gc.notes)
+    assert set(equal) == {"dg", "A_log", "dg head-sum"} and max(equal.values()) == 0
+    assert shifted["A_log"] == pytest.approx(0.1) and shifted["dg head-sum"] > shifted["dg"] > 0
