@@ -84,5 +84,8 @@ gpu-carry: $(STAMP)
 reproduce-gpu: $(STAMP)
 	bash scripts/reproduce_gpu.sh $(SEED) $(ARCHS)
 
-clean:
-	rm -rf runs
+clean:  # only run directories of ours (models/ours.py: the .tokengap marker, or run.json of older runs)
+	@for d in runs/*/; do [ -d "$$d" ] || continue; \
+	  if [ -f "$$d.tokengap" ] || [ -f "$$d"run.json ]; then rm -rf "$$d"; \
+	  else echo "make clean: kept $$d (not a tokengap run)"; fi; \
+	done; rmdir runs 2>/dev/null || true

@@ -1,7 +1,7 @@
 """Compare two models token by token: gap = loss(A) - loss(B) per category, with CIs, seed spread, regression.
 
     python -m analysis compare --a results/scores/transformer-s0.npz [--a ...-s1.npz] \\
-        --b results/scores/hybrid-s0.npz [--b ...] --labels results/labels.parquet --out results/compare
+        --b results/scores/hybrid-s0.npz [--b ...] --labels results/labels.parquet --out compare/hybrid
 
 Default sign (paper.md): A = transformer, B = hybrid, so a positive gap favours the hybrid. With several seeds
 per side, the gap per token is mean over A's seeds minus mean over B's seeds; its CI is a two-level bootstrap
@@ -22,7 +22,7 @@ import numpy as np
 
 from evaluation.scorefile import Scores, check_comparable, load_scores
 from models.atomic import atomic_write_text
-from analysis.errors import AnalysisError, positive_int
+from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
 from analysis.stats import cluster_strata, cluster_sums, ols_clustered, two_level_gaps
 
 
@@ -227,6 +227,9 @@ def format_regression(t) -> str:
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------------
+OUT_FILES = ("gaps.csv", "regression.csv", "summary.json")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", action="append", required=True, help="score file(s) of model A, one per seed "
                    "(default sign: A = transformer)")
@@ -239,6 +242,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-strata", action="store_true", help="resample documents without stratifying by domain")
     p.add_argument("--novel-n", type=positive_int, default=4, help="n of 'novel' (not repeated) in the tables")
     p.add_argument("--families", nargs="*", default=None, help="families to tabulate (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace the tables of another pair in --out")
 
 
 def check_inputs(a_paths, b_paths, labels_path, families) -> None:
@@ -273,6 +277,9 @@ def load_inputs(a_paths, b_paths, labels_path, a_name=None, b_name=None):
 def run(args: argparse.Namespace) -> int:
     check_inputs(args.a, args.b, args.labels, args.families)
     a, b, labels, lmeta = load_inputs(args.a, args.b, args.labels)
+    check_output_dir("--out", args.out, OUT_FILES, "a compare table",
+                     lambda out: json_fields(out / "summary.json", "a.name", "b.name"), f"{a.name} vs {b.name}",
+                     args.overwrite)
     cfg = GapConfig(args.n_boot, args.alpha, args.seed, not args.no_strata,
                     tuple(args.families) if args.families else None, args.novel_n)
     out = Path(args.out)

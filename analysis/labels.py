@@ -4,8 +4,8 @@
         [--out labels.parquet] [--filters filters.npz] [--spacy-model NAME] [--train-corpus DIR]
 
 Without --out, the labels go to a cache keyed by the eval set (build/labels/<eval_hash>-T<context>.parquet, filters
-beside it), never into a committed results/ folder; an existing file of another eval set or context is refused
-unless --overwrite.
+beside it); an --out or --filters in the committed results/ is refused, and so is an existing file of another kind,
+eval set or context unless --overwrite.
 
 labels.parquet: one row per eval token (aligned with the EvalSet), a column per label plus `doc_index`; its
 schema metadata (key "tokengap") records the eval_hash, the context length and, per labeler, a fingerprint
@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from analysis.errors import AnalysisError, positive_int
+from analysis.errors import AnalysisError, check_output, positive_int
 
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
@@ -243,20 +243,25 @@ def cache_paths(ev: EvalSet, context_len: int, root: Path = CACHE) -> tuple[Path
 
 
 def check_overwrite(out: Path, filters: Optional[Path], ev: EvalSet, context_len: int, overwrite: bool) -> None:
-    """Refuse, in one line, to replace a labels or filters file made for another eval set or context."""
-    if overwrite:
-        return
-    if out.is_file():
-        meta = read_labels_meta(out)
-        if (meta.get("eval_hash"), meta.get("context_len")) != (ev.eval_hash, context_len):
-            raise AnalysisError(f"--out {out}: holds the labels of eval set {str(meta.get('eval_hash'))[:16]}… at "
-                                f"context {meta.get('context_len')}, not {ev.eval_hash[:16]}… at {context_len}; "
-                                "pass --overwrite to replace it, or another --out")
-    if filters is not None and filters.is_file():
-        old = load_filters(filters)[1]
-        if old != ev.eval_hash:
-            raise AnalysisError(f"--filters {filters}: made for eval set {old[:16]}…, not {ev.eval_hash[:16]}…; "
-                                "pass --overwrite to replace it, or another --filters")
+    """check_output for the labels and the filters: never into the committed results/, never over a file of
+    another kind, or made for another eval set or context, unless --overwrite."""
+    def labels_of(p: Path) -> Optional[str]:
+        try:
+            meta = read_labels_meta(p)
+        except Exception:  # pyarrow's ArrowInvalid and OSError: not a parquet file
+            return None
+        return f"eval set {str(meta.get('eval_hash'))[:16]}… at context {meta.get('context_len')}" if meta else None
+
+    def filters_of(p: Path) -> Optional[str]:
+        try:
+            return f"eval set {load_filters(p)[1][:16]}…"
+        except Exception:  # not an .npz, or one without eval_hash
+            return None
+
+    check_output("--out", out, "labels", labels_of, f"eval set {ev.eval_hash[:16]}… at context {context_len}",
+                 overwrite)
+    if filters is not None:
+        check_output("--filters", filters, "filter masks", filters_of, f"eval set {ev.eval_hash[:16]}…", overwrite)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from analysis.errors import AnalysisError, positive_int
+from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,8 @@ def _score(side: SideSpec, out: Path, eval_dir: str, context: int, args) -> dict
     return score_to_file(path, eval_dir, side.path if side.kind in ("run", "model") else None,
                          side.path if side.kind == "hf" else None, context, args.batch_size, args.device,
                          args.dtype, None, side.name,
-                         extra={"eval_dir": str(eval_dir), "weights_sha256": weights or "hf:" + side.path})
+                         extra={"eval_dir": str(eval_dir), "weights_sha256": weights or "hf:" + side.path},
+                         overwrite=args.overwrite)
 
 
 def summary_table(gaps, a: str, b: str) -> str:
@@ -170,6 +171,10 @@ def summary_table(gaps, a: str, b: str) -> str:
     return "\n".join(lines)
 
 
+OUT_FILES = ("labels.parquet", "summary.md", "report.html", "viewer.html", "compare/summary.json", "compare/gaps.csv",
+             "compare/regression.csv")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="model A, the baseline: runs/NAME, a model directory, hf:ID, zoo:MODEL")
     p.add_argument("--b", required=True, help="model B (e.g. the hybrid), same forms")
@@ -184,6 +189,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--viewer-docs", type=positive_int, default=60, help="documents embedded in viewer.html")
     p.add_argument("--seed", type=int, default=0, help="seed of zoo runs and of the bootstrap")
     p.add_argument("--train-args", default="", help="extra `python -m train` overrides for zoo: sides")
+    p.add_argument("--overwrite", action="store_true", help="replace the report of another pair in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,9 +202,9 @@ def run(args: argparse.Namespace) -> int:
     from models.console import setup_logging
     setup_logging()
     t_start = time.perf_counter()
-    out = Path(args.out)
-    if (REPO / "results") in [out.resolve(), *out.resolve().parents]:
-        raise AnalysisError(f"--out {args.out}: inside the committed results/; pick another directory")
+    out = check_output_dir("--out", args.out, OUT_FILES, "a pipeline report",
+                           lambda d: json_fields(d / "compare" / "summary.json", "a.spec", "b.spec"),
+                           f"{args.a} vs {args.b}", args.overwrite)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     a, b = resolve_side(args.a, args.eval), resolve_side(args.b, args.eval)
     if a.spec == b.spec:

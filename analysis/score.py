@@ -18,7 +18,7 @@ import torch
 
 from evaluation.evalset import EvalSet, TextTokenizer
 from evaluation.scorefile import code_version, save_scores
-from analysis.errors import AnalysisError, positive_int
+from analysis.errors import AnalysisError, check_output, npz_meta, positive_int
 from evaluation.scoring import HFScorer, ZooScorer, score
 
 HF_CONTEXT = 2048  # a Hugging Face model's default scoring context (its config rarely says what it trained at)
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="autocast dtype (default bf16 on CUDA)")
     p.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
 
 
 @dataclass
@@ -75,14 +76,33 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
     if model:
         from models.io import from_pretrained, read_config
 
-        check_model_dir(model)
-        info = read_config(model)
+        name = model_name(model, None, name)  # refuses a path that is not a model directory, in one line
         lm = from_pretrained(model, device=device, kernels=kernels).eval()
-        return LoadedModel(ZooScorer(lm), name or info.get("run") or run_name(model), info, None, lm)
+        return LoadedModel(ZooScorer(lm), name, read_config(model), None, lm)
     from analysis.hf import load
 
     lm, path = load(hf, device, dtype)
     return LoadedModel(HFScorer(lm), name or hf, {}, TextTokenizer.from_hf(path), lm)
+
+
+def model_name(model: Optional[str], hf: Optional[str], name: Optional[str] = None) -> str:
+    """The model's name in score files and reports, known before it is loaded: --name, else its run's name."""
+    if name:
+        return name
+    if model:
+        from models.io import read_config
+
+        check_model_dir(model)
+        return read_config(model).get("run") or run_name(model)
+    return hf
+
+
+def check_score_out(flag: str, out, kind: str, members: tuple, want: str, overwrite: bool) -> None:
+    """check_output for a file of per-token results whose meta names its model (score, probe and planted files)."""
+    def holds(p):
+        meta = npz_meta(p, members)
+        return None if meta is None else str(meta.get("name"))
+    check_output(flag, out, kind, holds, want, overwrite)
 
 
 def check_model_dir(path: str) -> None:
@@ -116,7 +136,8 @@ def default_dtype(arg: Optional[str], device: torch.device) -> torch.dtype:
 
 def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] = None, context: Optional[int] = None,
                   batch_size: int = 8, device="cpu", dtype_arg: Optional[str] = None, kernels: Optional[str] = None,
-                  name: Optional[str] = None, progress: bool = True, extra: Optional[dict] = None) -> dict:
+                  name: Optional[str] = None, progress: bool = True, extra: Optional[dict] = None,
+                  overwrite: bool = False) -> dict:
     """Score one model (ours: `model`, or `hf`) on the eval set of `eval_dir` and write the score file `out`
     (atomically). Returns its metadata. Every refusal is an AnalysisError of one line, raised before scoring."""
     import logging
@@ -127,6 +148,8 @@ def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] 
     dtype = default_dtype(dtype_arg, device)
     if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
         raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
+    name = model_name(model, hf, name)
+    check_score_out("--out", out, "a score file", ("correct", "meta"), name, overwrite)
     lm = load_for_scoring(model, hf, device, dtype, kernels, name)
     ev = EvalSet.from_corpus(eval_dir, tokenizer=lm.tokenizer)
     if ev.n_tokens == 0:
@@ -165,5 +188,5 @@ def run(args: argparse.Namespace) -> int:
     from models.console import setup_logging
     setup_logging()
     score_to_file(args.out, args.eval, args.model, args.hf, args.context, args.batch_size, args.device, args.dtype,
-                  args.kernels, args.name)
+                  args.kernels, args.name, overwrite=args.overwrite)
     return 0

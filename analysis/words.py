@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from analysis.errors import AnalysisError, positive_int
+from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
 
 WORD = re.compile(r"\S+")
 OPEN, CLOSE = "([{<", ")]}>"
@@ -215,6 +215,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory for words.csv and summary.json")
     p.add_argument("--n-boot", type=positive_int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the tables of another pair in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
         sa, sb = load_scores(args.a), load_scores(args.b)
     except ScoreFileError as exc:
         raise AnalysisError(str(exc)) from None
+    names = sa.meta.get("name", "A"), sb.meta.get("name", "B")
+    check_output_dir("--out", args.out, ("words.csv", "summary.json"), "a word table",
+                     lambda out: json_fields(out / "summary.json", "a", "b"), " vs ".join(names), args.overwrite)
     ev_a = _evalset_of(sa.meta, args.eval, args.tokenizer_a)
     ev_b = _evalset_of(sb.meta, args.eval, args.tokenizer_b)
     for s, ev, name in ((sa, ev_a, args.a), (sb, ev_b, args.b)):
@@ -239,7 +243,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "words.csv", table.to_csv(index=False, float_format="%.6g"))
-    names = sa.meta.get("name", "A"), sb.meta.get("name", "B")
     atomic_write_text(out / "summary.json", json.dumps({"a": names[0], "b": names[1], **totals,
                                                         "gap": "nats per word, A - B: positive favours B"}, indent=2))
     print(f"word-level gap = loss({names[0]}) − loss({names[1]}) per word, {totals['n_words']:,} words")

@@ -27,9 +27,11 @@ rm -f .carry/corpus-"$MIX".tar.xz*
 mv "build/carry/corpus-$MIX.tar.xz" .carry/
 (cd .carry && sha256sum "corpus-$MIX.tar.xz") > ".carry/corpus-$MIX.tar.xz.sha256"
 # labels and filter masks of the eval set: committed under results/ (the figures are drawn from them) and read by
-# the training loop's filtered evaluation on the GPU machine
-$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out results/labels.parquet \
-    --filters results/filters.npz --train-corpus "build/corpus/$MIX"
+# the training loop's filtered evaluation on the GPU machine; `label` writes into build/ only, copied here
+$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out "build/labels/$MIX-T2048.parquet" \
+    --filters "build/labels/$MIX-T2048.filters.npz" --train-corpus "build/corpus/$MIX"
+cp "build/labels/$MIX-T2048.parquet" results/labels.parquet
+cp "build/labels/$MIX-T2048.filters.npz" results/filters.npz
 # the eval set's document lengths, for scripts/hf_throughput.py (random ids at these lengths: no corpus needed there)
 $PY -c "import numpy as np, pandas as pd; d = pd.read_parquet('results/labels.parquet', columns=['doc_index']);
 np.save('.carry/eval_doc_lengths.npy', np.bincount(d['doc_index'].to_numpy()).astype(np.int64))"

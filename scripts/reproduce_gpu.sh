@@ -46,16 +46,19 @@ for ARCH in "${ARCHS[@]}"; do
   # 3. train (same data order and schedule for every architecture: both depend on the seed only)
   $PY -m train model="$ARCH" preset=small train.seed="$SEED" run_dir="runs/$RUN" \
       train.eval.filters="$FILTERS" train.progress=false ${TRAIN_ARGS:-}
-  # 4. score the final model on every eval token and on the probes
+  # 4. score the final model on every eval token, on the probes and on the planted-repeat retrieval probe
+  #    (docs/probes.md), into the run directory: the analysis commands never write into results/
   $PY -m analysis score --model "runs/$RUN/model" --eval build/corpus/small --context 2048 --batch-size 32 \
-      --out "results/scores/$RUN.npz"
+      --out "runs/$RUN/final-scores.npz"
   $PY -m analysis probes score --model "runs/$RUN/model" --tokenizer build/corpus/small/tokenizer.json \
-      --probes build/probes --context 2048 --batch-size 32 --out "results/probes/$RUN.npz"
-  mkdir -p results/probes/planted  # the planted-repeat retrieval probe (docs/probes.md)
+      --probes build/probes --context 2048 --batch-size 32 --out "runs/$RUN/probes.npz"
   $PY -m analysis probes planted-score --model "runs/$RUN/model" --planted build/planted/planted.npz \
-      --out "results/probes/planted/$RUN.npz"
-  # 5. logs, resolved configs and the per-token losses of every annealed point next to the scores
-  mkdir -p results/curves "results/runs/$RUN" results/scores/annealed
+      --out "runs/$RUN/planted.npz"
+  # 5. into results/: the scores, logs, resolved configs and the per-token losses of every annealed point
+  mkdir -p results/scores results/probes/planted results/curves "results/runs/$RUN" results/scores/annealed
+  cp "runs/$RUN/final-scores.npz" "results/scores/$RUN.npz"
+  cp "runs/$RUN/probes.npz" "results/probes/$RUN.npz"
+  cp "runs/$RUN/planted.npz" "results/probes/planted/$RUN.npz"
   cp "runs/$RUN/metrics.jsonl" "results/curves/$RUN.jsonl"
   for f in runs/$RUN/scores/annealed-step*.npz; do
     [ -f "$f" ] && cp "$f" "results/scores/annealed/$RUN-$(basename "$f" .npz | sed 's/annealed-//').npz"

@@ -157,17 +157,22 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(corpus, tmp_path,
     with pytest.raises(OSError):
         ckpt.save_checkpoint(root, 99, t.model, {"step": 99}, {})
     assert ckpt.latest(root) == before and ckpt.verify(before)["step"] == 10
-    assert not (root / "step_000000099").exists()
+    assert not (root / "step_000000099").exists() and not list(root.glob(".tmp-*"))  # nothing half-written left
 
 
-def test_corrupt_checkpoint_is_refused_not_restarted(corpus, tmp_path):
+def test_a_corrupt_checkpoint_is_skipped_and_none_verifying_is_refused(corpus, tmp_path, caplog):
     args = overrides(corpus, tmp_path / "r", "train.max_tokens=1280")
     Trainer(load_run_config(args)).run()
-    last = ckpt.latest(tmp_path / "r" / "checkpoints")
-    with open(last / "train_state.pt", "ab") as f:
+    root = tmp_path / "r" / "checkpoints"
+    assert [s for s, _ in ckpt.list_checkpoints(root)] == [5, 10]
+    with open(root / "step_000000010" / "train_state.pt", "ab") as f:
         f.write(b"x")
-    with pytest.raises(ckpt.CheckpointError, match="train_state.pt.*sha256"):
-        Trainer(load_run_config(args))
+    assert Trainer(load_run_config(args)).step == 5  # the newest that verifies, the skipped one named with its reason
+    assert "skipped" in caplog.text and "step_000000010/train_state.pt: sha256" in caplog.text
+    with open(root / "step_000000005" / "train_state.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint under .* verifies: .*train_state.pt: sha256"):
+        Trainer(load_run_config(args))  # never silently started over
 
 
 def test_keep_last_and_milestones(corpus, tmp_path):
@@ -183,7 +188,11 @@ def test_different_config_is_refused_unless_new_run(corpus, tmp_path):
         Trainer(load_run_config(overrides(corpus, tmp_path / "r", "train.max_tokens=1280", "model.d_model=128")))
     t = Trainer(load_run_config(overrides(corpus, tmp_path / "r", "train.max_tokens=1280", "model.d_model=128",
                                           "train.new_run=true")))
-    assert t.step == 0 and list(tmp_path.glob("r.old-*"))  # the old run was moved aside, not deleted
+    assert t.step == 0 and not list(tmp_path.glob("r.old-*"))  # moved aside by run(), under the run's lock
+    t.run()
+    aside = list(tmp_path.glob("r.old-*"))
+    assert len(aside) == 1 and (aside[0] / "summary.json").is_file()  # the old run was moved aside, not deleted
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["model"]["d_model"] == 128
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(corpus, tmp_path, monkeypatch):

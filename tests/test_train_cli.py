@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from models.ours import make_ours
 from tests.test_train import make_corpus, overrides
 from train.config import load_run_config
 from train.loop import Trainer, main
@@ -60,8 +61,7 @@ def test_a_finished_run_is_left_alone(corpus, tmp_path, capsys):
 
 
 def test_stale_logs_of_a_run_without_checkpoints_are_moved_aside(corpus, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
+    run = make_ours(tmp_path / "run", "run")  # a run of ours, killed before its first checkpoint
     (run / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 9.9}\n')
     assert main(overrides(corpus, run, "train.checkpoint.interval=0")) == 0
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()

@@ -6,7 +6,10 @@
         meta.json                         step, milestone flag, sha256 of every file above (written last)
 
 A checkpoint is first written to `checkpoints/.tmp-step_000500/`, fsynced, then renamed into place, so a
-crash at any moment leaves the previous checkpoints untouched and never a half-written one under a real name.
+crash at any moment leaves the previous checkpoints untouched and never a half-written one under a real name; a
+write that fails (a full disk) removes its temp directory. Resume takes the newest checkpoint that verifies and
+names the newer ones it skipped (damaged after the fact: a missing or unreadable meta.json, a file whose sha256
+changed).
 """
 from __future__ import annotations
 
@@ -51,15 +54,19 @@ def save_checkpoint(root: Path, step: int, model, train_state: dict, model_extra
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_pretrained(model, tmp, extra=model_extra)
-    torch.save(train_state, tmp / STATE)
-    files = sorted(p.name for p in tmp.iterdir() if p.is_file())
-    meta = {"step": step, "milestone": milestone, "sha256": {f: sha256_file(tmp / f) for f in files}}
-    atomic_write_text(tmp / META, json.dumps(meta, indent=2))
-    for f in tmp.iterdir():  # make every file durable before the rename publishes the directory
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
+    try:
+        save_pretrained(model, tmp, extra=model_extra)
+        torch.save(train_state, tmp / STATE)
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        meta = {"step": step, "milestone": milestone, "sha256": {f: sha256_file(tmp / f) for f in files}}
+        atomic_write_text(tmp / META, json.dumps(meta, indent=2))
+        for f in tmp.iterdir():  # make every file durable before the rename publishes the directory
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():  # a re-save of the same step (e.g. after a resume): replace it
         old = root / f".old-{final.name}"
         shutil.rmtree(old, ignore_errors=True)
@@ -72,24 +79,34 @@ def save_checkpoint(root: Path, step: int, model, train_state: dict, model_extra
     return final
 
 
-def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (a meta.json exists), oldest first. Temp directories are ignored."""
+def step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Every step_* directory, complete or not, oldest first. Temp directories are ignored."""
     if not root.is_dir():
         return []
-    out = []
-    for p in root.iterdir():
-        m = STEP_DIR.match(p.name)
-        if m and (p / META).is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+    return sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+
+
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (a meta.json exists), oldest first."""
+    return [(s, p) for s, p in step_dirs(root) if (p / META).is_file()]
+
+
+def read_meta(path: Path) -> dict:
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: no {META}; not a complete checkpoint")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{meta_path}: unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), dict):
+        raise CheckpointError(f"{meta_path}: no sha256 table; not a checkpoint's {META}")
+    return meta
 
 
 def verify(path: Path) -> dict:
     """Check every file's sha256 against meta.json; raise CheckpointError naming the file otherwise."""
-    meta_path = path / META
-    if not meta_path.is_file():
-        raise CheckpointError(f"{path}: no {META}; not a complete checkpoint")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(path)
     for name, want in meta["sha256"].items():
         f = path / name
         if not f.is_file():
@@ -104,11 +121,33 @@ def load_train_state(path: Path) -> dict:
     return torch.load(path / STATE, map_location="cpu", weights_only=True)
 
 
+def newest_verified(root: Path) -> tuple[Optional[Path], list[str]]:
+    """(the newest checkpoint that verifies, why each newer step directory was skipped). Step directories of
+    which none verifies raise CheckpointError: a run is never silently started over."""
+    skipped = []
+    for _, p in reversed(step_dirs(root)):
+        try:
+            verify(p)
+            return p, skipped
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    if skipped:
+        raise CheckpointError(f"no checkpoint under {root} verifies: {'; '.join(skipped)}")
+    return None, []
+
+
+def _is_milestone(path: Path) -> Optional[bool]:
+    try:
+        return bool(read_meta(path).get("milestone"))
+    except CheckpointError:
+        return None
+
+
 def prune(root: Path, keep_last: int) -> None:
-    """Delete rolling checkpoints beyond the newest `keep_last`; milestones stay."""
-    rolling = [(s, p) for s, p in list_checkpoints(root)
-               if not json.loads((p / META).read_text()).get("milestone")]
-    for _, p in rolling[:-keep_last] if keep_last > 0 else rolling:
+    """Delete rolling checkpoints beyond the newest `keep_last`; milestones stay, and so does a checkpoint whose
+    meta.json cannot be read (the run rewrites it when it reaches that step again)."""
+    rolling = [p for _, p in list_checkpoints(root) if _is_milestone(p) is False]
+    for p in rolling[:-keep_last] if keep_last > 0 else rolling:
         shutil.rmtree(p, ignore_errors=True)
 
 

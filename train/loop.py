@@ -19,7 +19,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,8 @@ from models import LM
 from models.config import ConfigError, to_plain
 from models.ops.gdn.fla import GDNKernelCheckError
 from models.atomic import atomic_write_text
-from train.checkpoint import CheckpointError, latest, load_train_state, prune, save_checkpoint, verify
+from models.ours import LOCK, MARKER, Refused, check_ours, check_unlocked, hold_lock, in_results, make_ours, move_aside
+from train.checkpoint import CheckpointError, latest, load_train_state, newest_verified, prune, save_checkpoint
 from train.config import RunConfig, load_run_config, resolve_defaults, validate_run
 from train.data.loader import PackedCorpus, TokenWindows
 from train.graphed import GraphedFwdBwd
@@ -156,14 +157,31 @@ def eval_line(rec: dict) -> str:
 
 
 # ---- logging --------------------------------------------------------------------------------------------------
+def _record_step(line: str) -> Optional[int]:
+    """The step of one metrics.jsonl line, None for a line that is not a record (torn, garbage, blank)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    step = rec.get("step", 0) if isinstance(rec, dict) else None
+    return step if isinstance(step, int) else None
+
+
 class MetricsLog:
     """metrics.jsonl (+ TensorBoard, + W&B). On resume, lines beyond the resumed step are dropped first."""
 
     def __init__(self, run_dir: Path, resume_step: Optional[int], tensorboard: bool, wandb_on: bool, config: dict):
         self.path = run_dir / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            keep, damaged = [], 0
+            for ln in self.path.read_bytes().decode("utf-8", "replace").splitlines():
+                step = _record_step(ln)
+                if step is None:
+                    damaged += ln.strip() != ""
+                elif step <= resume_step:
+                    keep.append(ln)
+            if damaged:  # what a kill mid-write or a full disk leaves: the checkpoints hold the run, not the log
+                log.warning("%s: dropped %d damaged line(s) (not a JSON record with a step)", self.path, damaged)
             atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         self.file = open(self.path, "a")
         self.tb = None
@@ -236,13 +254,17 @@ class Trainer:
         self.anneal_steps = {max(1, round(f * self.total_steps)) for f in t.eval.anneal_at}
         self.milestone_steps = {max(1, round(f * self.total_steps)) for f in t.checkpoint.milestones} | {self.total_steps}
 
-        self.resume_from = self._find_resume()  # may move an incompatible run aside (train.new_run=true)
+        self._check_run_dir()
+        self.start_over = False  # train.new_run=true over a run of another config: run() moves that one aside
+        self.resume_from = self._find_resume()
         torch.manual_seed(t.seed)
         self.model = LM(cfg.model).to(self.device)
         try:  # resolve the kernels now: model.kernels=triton without them fails here, before the run directory exists
             self.model.kernel_paths(self.device)
         except RuntimeError as exc:
             raise ConfigError(f"model.kernels: {exc}") from None
+        if self.dist.main:
+            self._check_room()
         # before any step: each kernel that needs it checked on this device and dtype (fla's GDN backward)
         self.kernel_checks = self.model.check_kernels(self.device, self.amp_dtype or torch.float32)
         for line in self.kernel_checks:
@@ -265,11 +287,34 @@ class Trainer:
         self.evaluator = self._make_evaluator() if self.dist.main and wants_eval else None
 
     # -- setup --
+    def _check_run_dir(self) -> None:
+        """The refusals about run_dir that need no compute: the committed results/, a folder that is not one of our
+        runs (a user's files: nothing of theirs is ever moved or written over), a run another process trains."""
+        if in_results(self.run_dir):
+            raise ConfigError(f"run_dir {self.run_dir}: inside the committed results/; pick another directory")
+        check_ours(self.run_dir, "run", "run_dir")
+        if self.dist.main:  # only rank 0 ever takes the lock (run())
+            check_unlocked(self.run_dir)
+
+    def _check_room(self) -> None:
+        """A read-only folder or a full disk fails now, not at the first checkpoint hours in. One checkpoint holds
+        the fp32 weights and AdamW's two moments: 12 bytes a parameter."""
+        need = 12 * self.model.num_params(False)
+        where = next(p for p in (self.run_dir.absolute(), *self.run_dir.absolute().parents) if p.exists())
+        if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+            raise ConfigError(f"run_dir {self.run_dir}: {where} is not a writable folder")
+        free = shutil.disk_usage(where).free
+        if free < need:
+            raise ConfigError(f"run_dir {self.run_dir}: {free / 2**20:,.0f} MiB free on its file system, one "
+                              f"checkpoint needs about {need / 2**20:,.0f} MiB (weights and optimizer state)")
+
     def _find_resume(self) -> Optional[Path]:
-        last = latest(self.ckpt_root)
+        last, skipped = newest_verified(self.ckpt_root)  # none verifies: CheckpointError, never silently start over
+        if self.dist.main:
+            for why in skipped:
+                log.warning("resume: skipped %s", why)
         if last is None:
             return None
-        verify(last)  # raises CheckpointError naming the file: never silently start over
         saved = load_train_state(last)
         why = trajectory_mismatch(saved["config"], self.resolved)
         if why is None and saved["tokenizer_sha256"] != self.corpus.tokenizer_sha256:
@@ -279,13 +324,22 @@ class Trainer:
         if not self.cfg.train.new_run:
             raise ConfigError(f"{self.run_dir}: cannot resume {last.name}: {why} "
                               f"(train.new_run=true starts a new run and moves the old one aside)")
-        if self.dist.main:
-            aside = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.move(str(self.run_dir), str(aside))
-            print(f"train.new_run=true: moved the previous run to {aside}", file=sys.stderr)
-        if self.dist.world > 1:
-            dist.barrier()
+        self.start_over = True
         return None
+
+    def _claim(self, resumed: bool) -> IO:
+        """The run directory made ours (the marker its first file) and locked for the run's life. A run this one
+        does not continue (train.new_run=true, or logs without a checkpoint) is moved aside first, whole."""
+        make_ours(self.run_dir, "run")
+        lock = hold_lock(self.run_dir)
+        stale = not resumed and any(p.name not in (MARKER, LOCK) for p in self.run_dir.iterdir())
+        if self.start_over or stale:
+            aside = move_aside(self.run_dir, "run")
+            lock, old = hold_lock(make_ours(self.run_dir, "run")), lock
+            old.close()
+            print(f"train.new_run=true: moved the previous run to {aside}" if self.start_over else
+                  f"{self.run_dir} held another run's files but no checkpoint to resume: moved them to {aside}")
+        return lock
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.train.optim
@@ -419,7 +473,7 @@ class Trainer:
 
     # -- main loop --
     def run(self) -> Path:
-        t, d = self.cfg.train, self.dist
+        d = self.dist
         self.code_version = code_version()
         resumed = self.resume_from is not None
         if resumed and self.step >= self.total_steps and (self.run_dir / "summary.json").is_file():
@@ -427,15 +481,18 @@ class Trainer:
                 print(f"run {self.cfg.name} finished at step {self.step} ({self.run_dir / 'summary.json'}); nothing "
                       "to do (train.new_run=true starts it over, moving this one aside)")
             return self.run_dir / "model"
-        if d.main and not resumed and self.run_dir.exists() and any(self.run_dir.iterdir()):
-            # a run killed before its first checkpoint, or whose checkpoints were deleted: its logs are not this run's
-            aside = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.move(str(self.run_dir), str(aside))
-            print(f"{self.run_dir} held another run's files but no checkpoint to resume: moved them to {aside}")
+        lock = self._claim(resumed) if d.main else None  # one writer: rank 0 writes everything the run keeps
+        try:
+            return self._train(resumed)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _train(self, resumed: bool) -> Path:
+        t, d = self.cfg.train, self.dist
         if d.world > 1:
             dist.barrier()
         if d.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             self._announce(resumed)
         self.log = MetricsLog(self.run_dir, self.step if resumed else None, t.tensorboard and d.main,
                               t.wandb and d.main, self.resolved) if d.main else None
@@ -542,7 +599,7 @@ def main(argv: list[str]) -> int:
             return 0
         trainer = Trainer(cfg)
         trainer.run()
-    except (ConfigError, CheckpointError, FileNotFoundError, GDNKernelCheckError) as exc:
+    except (ConfigError, CheckpointError, Refused, FileNotFoundError, GDNKernelCheckError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLoss as exc:

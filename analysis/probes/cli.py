@@ -1,23 +1,23 @@
 """python -m analysis probes {generate,score,shortcuts,compare,figures,planted-*} (docs/probes.md, planted.py).
 
     python -m analysis probes generate --out build/probes [--seed 0] [--preset small|tiny]
-    python -m analysis probes shortcuts --probes build/probes --out results/probes/shortcuts.npz
+    python -m analysis probes shortcuts --probes build/probes --out probes/shortcuts.npz
     python -m analysis probes score --model runs/hybrid/checkpoints/final \\
-        --tokenizer build/corpus/small/tokenizer.json --probes build/probes --out results/probes/hybrid-s0.npz
-    python -m analysis probes score --hf allenai/Olmo-3-1025-7B --probes build/probes --out results/probes/olmo3-s0.npz
+        --tokenizer build/corpus/small/tokenizer.json --probes build/probes --out probes/hybrid-s0.npz
+    python -m analysis probes score --hf allenai/Olmo-3-1025-7B --probes build/probes --out probes/olmo3-s0.npz
     python -m analysis probes compare --a results/probes/transformer-s*.npz --b results/probes/hybrid-s*.npz \
         [--shortcuts results/probes/shortcuts.npz]
     python -m analysis probes figures --results results --out figures
     python -m analysis probes planted-generate --corpus build/corpus/small --out build/planted
     python -m analysis probes planted-score --model runs/hybrid/model --planted build/planted/planted.npz \
-        --out results/probes/planted/hybrid-s0.npz
+        --out probes/planted/hybrid-s0.npz
     python -m analysis probes planted-compare results/probes/planted/*.npz
 
 generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydra or statsmodels).
 """
 from __future__ import annotations
 
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, check_output, check_output_dir, csv_header, npz_meta
 from analysis.probes.planted import GAPS as PLANTED_GAPS
 
 import argparse
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="small: documents fit T=2048 tokens; tiny: fit T=256 (CPU models)")
     g.add_argument("--probes", default=None, help="comma-separated subset (default: all)")
     g.add_argument("--docs-per-level", type=int, default=None, help="override the preset's documents per level")
+    g.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     s = sub.add_parser("score", help="per-target loss / exact match of one model")
     src = s.add_mutually_exclusive_group(required=True)
@@ -44,17 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--hf", help="a Hugging Face causal LM name or path (its own tokenizer is used)")
     s.add_argument("--tokenizer", help="tokenizer.json of the model's corpus (required with --model)")
     s.add_argument("--probes", required=True, help="probe set directory (from `probes generate`)")
-    s.add_argument("--out", required=True, help="result file, by convention results/probes/<arch>-s<seed>.npz")
+    s.add_argument("--out", required=True, help="result file (results/probes/<arch>-s<seed>.npz are copied from these)")
     s.add_argument("--name", default=None, help="label for the model (default: from the path)")
     s.add_argument("--context", type=int, default=2048)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="autocast (default bf16 on CUDA)")
     s.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
+    s.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
 
     sc = sub.add_parser("shortcuts", help="per target: what the shortcuts of the probe set leave (docs/probes.md)")
     sc.add_argument("--probes", required=True, help="probe set directory (from `probes generate`)")
-    sc.add_argument("--out", required=True, help="file to write, by convention results/probes/shortcuts.npz")
+    sc.add_argument("--out", required=True, help="file to write (results/probes/shortcuts.npz is copied from one)")
+    sc.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     c = sub.add_parser("compare", help="gap = A - B per probe and level, bootstrap CI over documents")
     c.add_argument("--a", nargs="+", required=True, help="result files of A (one per seed)")
@@ -65,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--shortcuts", default=None,
                    help="shortcuts file (from `probes shortcuts`, same probe set): leave out the targets a shortcut "
                         "settles")
+    c.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     pg = sub.add_parser("planted-generate", help="planted-repeat probe: random spans planted twice (planted.py)")
     pg.add_argument("--corpus", required=True, help="built corpus whose train.bin gives the unigram distribution")
@@ -74,22 +78,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pg.add_argument("--gaps", default=",".join(map(str, PLANTED_GAPS)), help="comma-separated gaps in tokens")
     pg.add_argument("--per-gap", type=int, default=32)
     pg.add_argument("--seed", type=int, default=0)
+    pg.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     ps = sub.add_parser("planted-score", help="per-token losses of one model on the planted-repeat probe")
     src = ps.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a tokengap model directory")
     src.add_argument("--hf", help="a Hugging Face causal LM (must share the corpus tokenizer)")
     ps.add_argument("--planted", required=True, help="planted.npz from planted-generate")
-    ps.add_argument("--out", required=True, help="result file, by convention results/probes/planted/<arch>-s<seed>.npz")
+    ps.add_argument("--out", required=True,
+                    help="result file (results/probes/planted/<arch>-s<seed>.npz are copied from these)")
     ps.add_argument("--name", default=None)
     ps.add_argument("--batch-size", type=int, default=8)
     ps.add_argument("--device", default=None)
     ps.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     ps.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
+    ps.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
 
     pc = sub.add_parser("planted-compare", help="retrieval gain (first − second copy) by gap for each result file")
     pc.add_argument("results", nargs="+", help="files from planted-score")
     pc.add_argument("--out", default=None, help="also write the table as CSV")
+    pc.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     f = sub.add_parser("figures", help="one figure per probe from results/probes/<arch>-s<seed>.npz")
     f.add_argument("--results", default="results", help="directory holding probes/")
@@ -99,8 +107,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _generate(args) -> int:
     import pandas as pd
 
-    from analysis.probes.probeset import DOCS, TARGETS, generate_probe_set
+    from analysis.probes.probeset import DOCS, MANIFEST, TARGETS, generate_probe_set
 
+    check_output_dir("--out", args.out, (DOCS, TARGETS, MANIFEST), "a probe set",
+                     lambda d: "" if is_probe_manifest(d / MANIFEST) else None, overwrite=args.overwrite)
     t0 = time.perf_counter()
     probes = args.probes.split(",") if args.probes else None
     m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=probes,
@@ -128,15 +138,17 @@ def _score(args) -> int:
 
     from evaluation.evalset import TextTokenizer
     from analysis.probes.probeset import ProbeSet
-    from analysis.probes.scoring import save_results, score_probe_set
-    from analysis.score import default_dtype, load_for_scoring
+    from analysis.probes.scoring import ARRAYS, save_results, score_probe_set
+    from analysis.score import check_score_out, default_dtype, load_for_scoring, model_name
     from evaluation.scorefile import code_version
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = default_dtype(args.dtype, device)
-    probes = ProbeSet.load(args.probes)
     if args.model and not args.tokenizer:
         raise AnalysisError("--tokenizer <corpus>/tokenizer.json is needed with --model")
+    check_score_out("--out", args.out, "probe results", ARRAYS + ("meta",), model_name(args.model, args.hf, args.name),
+                    args.overwrite)
+    probes = ProbeSet.load(args.probes)
     lm = load_for_scoring(args.model, args.hf, device, dtype, args.kernels, args.name)
     tok = lm.tokenizer or TextTokenizer.from_file(args.tokenizer)
     lm.check_tokenizer(tok.sha256, args.tokenizer or "its tokenizer")
@@ -166,8 +178,10 @@ def _shortcuts(args) -> int:
     import pandas as pd
 
     from analysis.probes.probeset import ProbeSet
-    from analysis.probes.shortcuts import compute_shortcuts, save_shortcuts, shortcut_rows
+    from analysis.probes.shortcuts import ARRAYS, compute_shortcuts, save_shortcuts, shortcut_rows
 
+    check_output("--out", args.out, "a shortcuts file", lambda p: None if npz_meta(p, ARRAYS) is None else "",
+                 overwrite=args.overwrite)
     t0 = time.perf_counter()
     ps = ProbeSet.load(args.probes)
     arrays = compute_shortcuts(ps)
@@ -215,8 +229,10 @@ def _compare(args) -> int:
               + (f"; levels with no target left: {', '.join(empty)}" if empty else ""))
     print(format_table(df, na, nb))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False, float_format="%.6g")
+        from models.atomic import atomic_write_text
+
+        check_table_out(args.out, df, args.overwrite)
+        atomic_write_text(args.out, df.to_csv(index=False, float_format="%.6g"))
         print(f"-> {args.out}")
     return 0
 
@@ -235,6 +251,9 @@ def _planted_generate(args) -> int:
     corpus = Path(args.corpus)
     if not (corpus / "train.bin").is_file():
         raise AnalysisError(f"--corpus {corpus}: no train.bin (make data DATA=...)")
+    check_output_dir("--out", args.out, ("planted.npz",), "a planted-repeat set",
+                     lambda d: None if npz_meta(d / "planted.npz", ("tokens", "gap")) is None else "",
+                     overwrite=args.overwrite)
     try:
         gaps = tuple(int(g) for g in args.gaps.split(","))
     except ValueError:
@@ -256,9 +275,11 @@ def _planted_score(args) -> int:
     import torch
 
     from analysis.probes import planted
-    from analysis.score import default_dtype, load_for_scoring, trained_context
+    from analysis.score import check_score_out, default_dtype, load_for_scoring, model_name, trained_context
     from evaluation.scorefile import code_version
 
+    check_score_out("--out", args.out, "planted-repeat results", ("loss", "gap", "meta"),
+                    model_name(args.model, args.hf, args.name), args.overwrite)
     arrays = planted.load(args.planted)
     meta = json.loads(str(arrays["meta"]))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -295,8 +316,24 @@ def _planted_compare(args) -> int:
     if args.out:
         from models.atomic import atomic_write_text
 
+        check_table_out(args.out, df, args.overwrite)
         atomic_write_text(args.out, df.to_csv(index=False, float_format="%.6g"))
     return 0
+
+
+def check_table_out(out, df, overwrite: bool) -> None:
+    """check_output for a CSV table: an existing file is one of these tables when its header is this one's."""
+    header = ",".join(map(str, df.columns))
+    check_output("--out", out, "this table", lambda p: "" if csv_header(p) == header else None, overwrite=overwrite)
+
+
+def is_probe_manifest(path: Path) -> bool:
+    """Whether `path` is a probe set's manifest.json (it names the probe set's hash)."""
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "probe_set_hash" in m
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ their first (the first token of a copy follows random filler and cannot be predi
 
     python -m analysis probes planted-generate --corpus build/corpus/small --out build/planted [--window 2048]
     python -m analysis probes planted-score --model runs/X/model --planted build/planted/planted.npz \\
-        --out results/probes/planted/<arch>-s<seed>.npz
+        --out probes/planted/<arch>-s<seed>.npz
     python -m analysis probes planted-compare results/probes/planted/*.npz
 
 Arrays (planted.npz): tokens (n, window) int32 (the targets; the model's input is EOT followed by all but the

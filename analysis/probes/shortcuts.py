@@ -1,6 +1,6 @@
 """Shortcuts of the v1 probe set: per target, what a reader that does *not* use the probed ability can do.
 
-    python -m analysis probes shortcuts --probes build/probes --out results/probes/shortcuts.npz
+    python -m analysis probes shortcuts --probes build/probes --out probes/shortcuts.npz
 
     from analysis.probes.shortcuts import compute_shortcuts
     arrays = compute_shortcuts(ProbeSet.load("build/probes"))   # aligned with targets.jsonl

@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     h.add_argument("--out", required=True)
 
     a = p.parse_args(argv)
+    from models.ours import Refused
+
     try:
         if a.cmd == "build":
             from .build import build
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
 
             prepare_hf(a.path, name=a.name, split=a.split, data_files=a.data_files, text_field=a.text_field,
                        streaming=a.streaming, tokenizer=a.tokenizer, max_tokens=a.max_tokens, out_dir=a.out)
+    except Refused as exc:  # a folder of someone else's where a corpus would go: nothing was moved or replaced
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (RuntimeError, ValueError, KeyError, FileNotFoundError) as exc:  # FetchError, CarryError, DataConfigError
         print(f"error: {exc}", file=sys.stderr)
         return 1

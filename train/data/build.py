@@ -3,18 +3,19 @@
 The corpus is built in `<root>/.<mix>.partial/` and renamed to `<root>/<mix>/` only when complete, so an
 interrupted build leaves the previous corpus intact; the next run starts the corpus over but reuses every
 verified download and cached extraction. A corpus whose manifest matches the config, the lock entries and the
-builder version is left alone (one line, about a second).
+builder version is left alone (one line, about a second). Both folders carry the corpus marker (models/ours.py):
+a `<root>/<mix>` that is not a corpus of ours is refused before anything is fetched, never replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+from models.ours import check_ours, make_ours, remove_ours, replace_ours, restore_ours
 
 from .bpe import EOT, count_tokens, sha256_file, train_bpe
 from .collect import EXTRACT_VERSION, extracted, fetch_source, split_long
@@ -127,7 +128,8 @@ def tokenizer_sample(train: list[dict], mb: float):
 def build(cfg: DataConfig, relock: Sequence[str] = (), force: bool = False, log: Callable = print) -> Path:
     out = cfg.corpus_dir()
     lock = Lock()
-    _recover(out)
+    restore_ours(out, "corpus")
+    check_ours(out, "corpus")
     if not force and not relock and (m := up_to_date(cfg, lock)):
         skipped = sorted(n for n, s in m["sources"].items() if "skipped" in s)
         note = f"; skipped sources: {', '.join(skipped)} (--force retries them)" if skipped else ""
@@ -148,8 +150,8 @@ def build(cfg: DataConfig, relock: Sequence[str] = (), force: bool = False, log:
     log(f"  selected {len(train)} train / {len(held)} eval documents ({time.time() - t0:.0f}s); training BPE")
 
     work = out.parent / f".{out.name}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "docs").mkdir(parents=True)
+    remove_ours(work, "corpus")
+    (make_ours(work, "corpus") / "docs").mkdir()
     write_jsonl(work / "docs/train.jsonl", train)
     write_jsonl(work / "docs/eval.jsonl", held)
     sample = tokenizer_sample(train, cfg.tokenizer_sample_mb)
@@ -163,7 +165,7 @@ def build(cfg: DataConfig, relock: Sequence[str] = (), force: bool = False, log:
                    for dom in sorted({d["domain"] for d in held})}
     manifest = make_manifest(cfg, lock, records, dup, near, train, held, info, eval_tokens, work)
     (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    _swap_in(work, out)
+    replace_ours(work, out, "corpus")
     log(f"corpus {cfg.mix} built in {time.time() - t0:.0f}s: {info['n_tokens']:,} train tokens, "
         f"{sum(eval_tokens.values()):,} eval tokens, manifest {manifest['manifest_hash'][:12]}")
     return out
@@ -210,22 +212,6 @@ def manifest_hash(m: dict) -> str:
 def _config_dict(cfg: DataConfig) -> dict:
     import dataclasses
     return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("root", "cache")}
-
-
-def _swap_in(work: Path, out: Path) -> None:
-    """Replace `out` by `work` with renames only; `_recover` finishes a swap that was interrupted."""
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _recover(out: Path) -> None:
-    old = out.parent / f".{out.name}.old"
-    if not out.exists() and old.exists():
-        os.replace(old, out)
 
 
 __all__ = ["build", "up_to_date", "read_manifest", "manifest_hash", "BUILDER_VERSION", "CORPUS_FILES", "make_docs"]

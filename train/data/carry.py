@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from models.atomic import sha256_file
+from models.ours import Refused, check_ours, make_ours, mark, replace_ours
 
 PACKED = ("manifest.json", "tokenizer.json", "docs/train.jsonl", "docs/eval.jsonl")  # what unpack restores
 IN_ARCHIVE = ("manifest.json", "tokenizer.json", "docs/train.by_id.jsonl", "docs/eval.jsonl")
@@ -35,6 +36,8 @@ def pack(corpus: Path, out: Path, log: Callable = print) -> Path:
     """`corpus` (a built `<root>/<mix>`) -> `out` (.tar.xz). Uses the `xz` program when present (multi-threaded),
     else Python's lzma; both at preset 9."""
     corpus, out = Path(corpus), Path(out)
+    if out.exists() and not _is_archive(out):
+        raise Refused(f"{out}: exists and is not a corpus archive; refusing to replace it: pick another --out")
     manifest = json.loads((corpus / "manifest.json").read_text())
     for rel in PACKED[1:]:
         if sha256_file(corpus / rel) != manifest["files"][rel]["sha256"]:
@@ -56,6 +59,16 @@ def pack(corpus: Path, out: Path, log: Callable = print) -> Path:
     os.replace(tmp, out)
     log(f"packed {corpus} -> {out}: {out.stat().st_size / 1e6:.1f} MB in {time.time() - t0:.0f}s")
     return out
+
+
+def _is_archive(path: Path) -> bool:
+    """Whether `path` is an archive `pack` wrote: an xz tar whose first member is <mix>/manifest.json."""
+    try:
+        with tarfile.open(path, mode="r:xz") as t:
+            first = t.next()
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+    return first is not None and first.name.endswith("/manifest.json")
 
 
 def _add_all(t: tarfile.TarFile, corpus: Path, mix: str) -> None:
@@ -100,11 +113,12 @@ def unpack(archive: Path, root: Path, workers: int = 16, log: Callable = print) 
     t0 = time.time()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    work = root / f".unpack.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    work = make_ours(root / f".unpack.partial-{os.getpid()}", "corpus")
     try:
         mix = _extract(Path(archive), work)
+        check_ours(root / mix, "corpus")  # before the long re-tokenization
         corpus = work / mix
+        mark(corpus, "corpus")
         manifest = json.loads((corpus / "manifest.json").read_text())
         restore_train_order(corpus / "docs/train.by_id.jsonl", corpus / "docs/train.jsonl", manifest["config"]["seed"])
         for rel in PACKED[1:]:
@@ -115,12 +129,7 @@ def unpack(archive: Path, root: Path, workers: int = 16, log: Callable = print) 
         for rel in DERIVED:
             _check(corpus / rel, manifest["files"][rel]["sha256"], rel)
         out = root / mix
-        old = root / f".{mix}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(corpus, out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_ours(corpus, out, "corpus")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"corpus {mix} ready at {out}: {info['n_tokens']:,} tokens, train.bin sha256 matches the manifest "
@@ -140,9 +149,9 @@ def subset(corpus: Path, out_mix: str, train_tokens: int, log: Callable = print)
     k = int(np.searchsorted(starts[1:], train_tokens)) + 1  # documents until one ends at or after train_tokens
     k = min(k, len(starts) - 1)
     out = corpus.parent / out_mix
-    work = corpus.parent / f".{out_mix}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "docs").mkdir(parents=True)
+    check_ours(out, "corpus", "--out-mix")
+    work = make_ours(corpus.parent / f".{out_mix}.partial-{os.getpid()}", "corpus")
+    (work / "docs").mkdir(exist_ok=True)
     try:
         for rel in ("tokenizer.json", "docs/eval.jsonl"):
             shutil.copyfile(corpus / rel, work / rel)
@@ -162,8 +171,7 @@ def subset(corpus: Path, out_mix: str, train_tokens: int, log: Callable = print)
         sub["files"] = {rel: dict(manifest["files"].get(rel, {}), sha256=sha256_file(work / rel))
                         for rel in PACKED[1:] + DERIVED}
         (work / "manifest.json").write_text(json.dumps(sub, indent=1, sort_keys=True) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(work, out)
+        replace_ours(work, out, "corpus")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"subset {out}: {k:,} of {len(starts) - 1:,} train documents, {n:,} tokens; eval set and tokenizer unchanged")
@@ -185,7 +193,7 @@ def _extract(archive: Path, dest: Path) -> str:
             top, _, rel = m.name.partition("/")
             if mix is None:
                 mix = top
-            if top != mix or rel not in IN_ARCHIVE or not m.isfile():
+            if top != mix or top in ("", ".", "..") or rel not in IN_ARCHIVE or not m.isfile():
                 raise CarryError(f"{archive}: unexpected member {m.name!r}")
             target = dest / mix / rel
             target.parent.mkdir(parents=True, exist_ok=True)

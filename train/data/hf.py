@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
+from models.ours import check_ours, make_ours, replace_ours
+
 from .bpe import EOT, sha256_file, load
 from .shards import write_token_files
 
@@ -36,10 +38,9 @@ def prepare_hf(path: str, name: Optional[str] = None, split: str = "train", data
 
     t0 = time.time()
     out = Path(out_dir)
+    check_ours(out, "corpus", "--out")  # before the download: an --out of the user's files is refused, never replaced
     ds = datasets.load_dataset(path, name, split=split, data_files=data_files, streaming=streaming)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = make_ours(out.parent / f".{out.name}.partial-{os.getpid()}", "corpus")
     try:
         shutil.copyfile(tokenizer, work / "tokenizer.json")
         info = write_token_files(work, load(work / "tokenizer.json"), work / "tokenizer.json",
@@ -50,9 +51,7 @@ def prepare_hf(path: str, name: Optional[str] = None, split: str = "train", data
                     "files": {rel: {"sha256": sha256_file(work / rel), "bytes": (work / rel).stat().st_size}
                               for rel in ("tokenizer.json", "train.bin", "train.json", "train_docs.npy")}}
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work, out)
+        replace_ours(work, out, "corpus")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log(f"prepared {path} -> {out}: {info['n_docs']:,} documents, {info['n_tokens']:,} tokens "
