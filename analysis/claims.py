@@ -7,8 +7,9 @@ recurrent_gdn); a pair without score files is reported as not run. Reads results
 results/scores/annealed/<arch>-s<seed>-step<k>.npz (per-token losses at annealed points, when present),
 results/labels.parquet, results/filters.npz, results/curves/*.jsonl, results/probes/*.npz and
 results/eval_overlap.json (document ids, for the source-file clusters); writes results/claims.csv (one row per
-measurement, pair and view) and results/claims.md, and with --update replaces the blocks between
-`<!-- claims:begin/end -->` and `<!-- runs:begin/end -->` in RESULTS.md, so every number there comes from here.
+measurement, pair and view), results/claims.md and results/progress.{csv,md} (analysis/progress.py), and with
+--update replaces the blocks between `<!-- claims:begin/end -->`, `<!-- runs:begin/end -->` and
+`<!-- progress:begin/end -->` in RESULTS.md, so every number there comes from here.
 
 Gap = loss(transformer) − loss(B): positive favours B. Every interval is a two-level bootstrap
 (`analysis.stats.two_level_gaps`): each replicate resamples the seeds of each architecture and the source files
@@ -20,9 +21,11 @@ One verdict rule for every row: each judged row states the region the study's cl
 agrees = the 95% interval lies inside that region, disagrees = it lies wholly outside, inconclusive = it
 straddles a boundary. Rows with no region are references (verdict "—").
 
-Two views per pair: at equal tokens (the final checkpoints) and at matched overall loss (the annealed points,
+Three views per pair: at equal tokens (the final checkpoints), at matched overall loss (the annealed points,
 one of A and one of B, whose seed-mean overall eval losses are closest: inductive bias without the sample-
-efficiency lead). The relative gap (a row's gap ÷ the overall gap, with its interval) is scale-free.
+efficiency lead), and beyond a better model (the residual after the gap that the two models' own training
+trajectories predict for their overall gap: analysis/progress.py; left out where a model has no trajectory). The
+relative gap (a row's gap ÷ the overall gap, with its interval) is scale-free.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ from typing import Optional
 import numpy as np
 
 from analysis.errors import AnalysisError
+from analysis.progress import BEYOND, TOKENS, comparisons, curve_column
+from analysis.progress import write as write_progress
 from analysis.stats import CategoryMeans, MeanCI, cluster_strata, ratio_ci, seed_weights, source_files, two_level_gaps
 
 PAIRS = {"Mamba2 pair": ("transformer", "hybrid", "recurrent"),
@@ -123,6 +128,7 @@ class Inputs:
     loss: dict  # arch -> (S, N) float32, final checkpoints
     curves: object  # DataFrame of annealed eval rows (arch, seed, step, tokens, metrics) or None
     annealed: dict  # arch -> {step: (S, N)} per-token losses at annealed points (all seeds present)
+    final_step: dict  # arch -> the step of its final score files (None when they do not say)
 
 
 def read_annealed_scores(results: Path, arch: str, n_seeds: int, labels_meta: dict, n_tokens: int) -> dict:
@@ -159,7 +165,7 @@ def load_inputs(results: Path) -> tuple[Inputs, dict]:
     n = len(labels)
     with np.load(results / "filters.npz") as z:
         F = {k: z[k].astype(bool) for k in z.files if k != "eval_hash"}
-    loss = {}
+    loss, final_step = {}, {}
     for arch in ARCHS:
         if files := seed_files(results, "scores", arch):
             side = load_side(files, arch)
@@ -167,7 +173,7 @@ def load_inputs(results: Path) -> tuple[Inputs, dict]:
                 check_labels(lmeta, side, n)
             except ValueError as exc:
                 raise AnalysisError(f"{files[0]}: {exc}")
-            loss[arch] = side.loss
+            loss[arch], final_step[arch] = side.loss, side.metas[0].get("step")
     ptb = labels["ptb"].astype(str).to_numpy()
     dom = labels["domain"].astype(str).to_numpy()
     dtype, ddir = (labels[c].astype(str).to_numpy() for c in ("delim_type", "delim_dir"))
@@ -192,7 +198,7 @@ def load_inputs(results: Path) -> tuple[Inputs, dict]:
     n_units = int(np.unique(clusters).shape[0])
     info = {"seeds": {a: int(v.shape[0]) for a, v in loss.items()}, "n_tokens": n, "units": unit,
             "n_units": n_units}
-    return Inputs(labels, masks, clusters, strata, loss, curves, annealed), info
+    return Inputs(labels, masks, clusters, strata, loss, curves, annealed, final_step), info
 
 
 # ---- the measurements -----------------------------------------------------------------------------------------------
@@ -327,10 +333,6 @@ def matched_points(curve_a, curve_b, metric: str = "eval/all") -> dict:
             "tokens_b": int(mb["tokens"].iloc[j]), "loss_a": la, "loss_b": lb, "diff": la - lb}
 
 
-def curve_column(name: str) -> str:
-    return "eval/all" if name == "all" else f"eval/filter/{name}"
-
-
 def curve_values(curves, arch: str, step: int, names: tuple) -> np.ndarray:
     """(S, C) the filters `names` of every seed of `arch` at an annealed step."""
     sel = curves[(curves["arch"] == arch) & (curves["step"] == step)].sort_values("seed")
@@ -379,6 +381,35 @@ def matched_rows(inp: Inputs, pair: str, n_boot: int) -> tuple[list[dict], Optio
         out.append(row(pair, "matched loss", s.claim, s.what, s.study, region, b, spec_value(cm, idx, op, names_s),
                        kind="ratio" if op == "ratio" else "nats", source=pt["source"], note="; ".join(notes)))
     return out, pt
+
+
+# ---- beyond a better model (analysis/progress.py) --------------------------------------------------------------------
+def beyond_rows(p) -> list[dict]:
+    """Claims 1-4 on the residuals of a `progress.Progress` (A = transformer, B = hybrid): each measurement with the
+    gap that A's and B's own training predict for their overall gap taken out. A ratio of two categories becomes
+    the difference of their residuals (as at matched loss); a ratio to all tokens, the residual over the observed
+    overall gap (the residual of all tokens is 0 by construction)."""
+    idx = {k: i for i, k in enumerate(p.names)}
+    out = []
+    for s in SPECS:
+        names = s.masks if p.source == TOKENS else s.curve
+        if not names or not set(names) <= set(idx):
+            continue
+        op, region, notes = s.op, s.region, []
+        if op == "ratio" and names[1] != "all":
+            op, region = "diff", POS if s.claim == 1 else NEG
+            notes.append(f"the residuals' difference {names[0]} − {names[1]} ({region.text})")
+        if op == "ratio":
+            m = p.relative(idx[names[0]])
+            notes.append("the residual ÷ the observed overall gap")
+        else:
+            m = spec_value(p.resid, idx, op, names)
+        if p.source != TOKENS:
+            notes.append(f"training-time filter{'s' if len(names) > 1 else ''} {', '.join(names)}")
+        notes += p.notes([idx[k] for k in names])
+        out.append(row(p.pair, BEYOND, s.claim, s.what, s.study, region, p.b, m,
+                       kind="ratio" if op == "ratio" else "nats", source=p.source, note="; ".join(notes)))
+    return out
 
 
 # ---- claim 5: the synthetic probes ----------------------------------------------------------------------------------
@@ -496,7 +527,7 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
         raise AnalysisError(f"{results}/scores: no pair with score files on both sides "
                             f"({'; '.join(f'{p}: {x[0]} and {x[1]}' for p, x in PAIRS.items())})")
     rows: list[dict] = []
-    info["matched"], info["pairs"] = {}, []
+    info["matched"], info["pairs"], info["progress"], info["no_progress"] = {}, [], [], []
     for pair, (a, b, _) in PAIRS.items():
         if a not in inp.loss or b not in inp.loss:
             continue
@@ -508,6 +539,10 @@ def build(results: Path, n_boot: int = 1000, keep: Optional[np.ndarray] = None,
         rows += mrows
         if pt:
             info["matched"][pair] = pt
+        progs, missing = comparisons(inp, pair, PAIRS[pair], n_boot)
+        info["progress"] += progs
+        info["no_progress"] += missing
+        rows += [r for p in progs if p.b == b for r in beyond_rows(p)]
         rows += probe_rows(results, pair, n_boot)
         rows += curve_rows(inp, pair, n_boot)
     rows.sort(key=lambda r: r["claim"])  # stable: rows keep their order within a claim
@@ -548,33 +583,62 @@ CLAIMS = {1: "content > function words; RB, JJ, EX largest", 2: "code / markup c
              "invisible in overall loss"}
 
 
+def tally(vs: list) -> str:
+    """['agrees', 'agrees', 'disagrees'] -> '2 agrees, 1 disagrees'."""
+    return ", ".join(f"{vs.count(v)} {v}" for v in ("agrees", "inconclusive", "disagrees") if vs.count(v))
+
+
+def survives(verdicts: dict) -> str:
+    """verdicts: pair -> the claim's judged verdicts beyond a better model, or a word ("not run", "no trajectory").
+    yes = every row agrees, in part = some do, no = none does; "—" when no pair has such rows for the claim."""
+    run = {p: v for p, v in verdicts.items() if isinstance(v, list) and v}
+    if not run:
+        return "—"
+
+    def one(v: list) -> str:
+        k = v.count("agrees")
+        return "yes" if k == len(v) else "no" if k == 0 else f"in part ({k} of {len(v)})"
+    many = len(verdicts) > 1
+    return "; ".join([f"{one(v)}{f' ({p})' if many else ''}" for p, v in run.items()] +
+                     [f"{p} {v}" for p, v in verdicts.items() if isinstance(v, str)])
+
+
 def to_markdown(rows: list[dict], info: dict) -> str:
     seeds = ", ".join(f"{a} {n}" for a, n in info["seeds"].items())
     pairs = [p for p in PAIRS if p in info["pairs"]]
     missing = [p for p in PAIRS if p not in info["pairs"]]
+    beyond = any(r["view"] == BEYOND for r in rows)  # no trajectory anywhere: the column is left out
+    views = ("equal tokens", "matched loss") + ((BEYOND,) if beyond else ())
     lines = [f"Seeds: {seeds}. {info['n_tokens']:,} eval tokens in {info['n_units']} {info['units']}. Gap = "
              "loss(transformer) − loss(B) in nats, positive favours B. 95% intervals: two-level bootstrap "
              f"(each architecture's seeds, and {info['units']} within domains; 1000 replicates). Verdict: agrees = "
              "the interval lies inside the region the study's claim gives (column *rule*), disagrees = wholly "
              "outside, inconclusive = it straddles a boundary."
              + (" Not run: " + ", ".join(p + " (" + ", ".join(PAIRS[p]) + ")" for p in missing) + "."
-                if missing else ""), ""]
+                if missing else "")
+             + (" *Beyond a better model*: the gap left after the gap that the models' own training trajectories "
+                "predict for their overall gap is taken out (`analysis/progress.py`; the section \"Architecture or "
+                "a better model?\")." if beyond else ""), ""]
     # which claims hold for which pair
-    lines += ["| # | claim | " + " | ".join(f"{p}, equal tokens | {p}, matched loss" for p in PAIRS) +
-              " | holds for (equal tokens) |", "|---|---|" + "---|---|" * len(PAIRS) + "---|"]
+    lines += ["| # | claim | " + " | ".join(f"{p}, {v}" for p in PAIRS for v in views) + " | holds for (equal tokens) |"
+              + (" survives a better model |" if beyond else ""),
+              "|---|---|" + "---|" * (len(views) * len(PAIRS) + 1 + beyond)]
+    has_beyond = {p: any(r["pair"] == p and r["view"] == BEYOND for r in rows) for p in PAIRS}
     for c, text in CLAIMS.items():
-        cells, verd = [], {}
+        cells, verd, surv = [], {}, {}
         for p in PAIRS:
             one = "" if p in missing or min(info["seeds"].get(a, 0) for a in PAIRS[p] if a in info["seeds"]) > 1 \
                 else " (one seed: see the pair's table)"
-            for view in ("equal tokens", "matched loss"):
+            for view in views:
                 vs = [r["verdict"] for r in rows if r["pair"] == p and r["claim"] == c and r["verdict"] != "—"
                       and (r["view"] == view or (view == "equal tokens" and r["view"] == "training"))]
                 if view == "equal tokens":
                     verd[p] = vs
-                cells.append((", ".join(f"{vs.count(v)} {v}" for v in ("agrees", "inconclusive", "disagrees")
-                                        if vs.count(v)) + one if vs else "") or ("not run" if p in missing else "—"))
-        lines.append(f"| {c} | {text} | " + " | ".join(cells) + f" | {holds_for(verd)} |")
+                if view == BEYOND:
+                    surv[p] = vs if has_beyond[p] else "not run" if p in missing else "no trajectory"
+                cells.append((tally(vs) + one if vs else "") or ("not run" if p in missing else "—"))
+        lines.append(f"| {c} | {text} | " + " | ".join(cells) + f" | {holds_for(verd)} |"
+                     + (f" {survives(surv)} |" if beyond else ""))
     # matched points
     if info["matched"]:
         lines += ["", "Matched overall loss: the annealed points (of A and of B) whose seed-mean overall eval losses "
@@ -585,7 +649,7 @@ def to_markdown(rows: list[dict], info: dict) -> str:
             lines.append(f"| {p} | {a}, step {pt['step_a']:,} ({pt['tokens_a'] / 1e6:.0f}M tokens) | {b}, step "
                          f"{pt['step_b']:,} ({pt['tokens_b'] / 1e6:.0f}M tokens) | {pt['loss_a']:.4f} | "
                          f"{pt['loss_b']:.4f} | {pt['diff']:+.4f} | {pt['source']} |")
-    # the rows, one pair's two views side by side
+    # the rows, one pair's views side by side
     for p in pairs:
         one = [a for a in PAIRS[p] if info["seeds"].get(a) == 1]
         caveat = (f" **One seed of {', '.join(one)}:** the seed level of the bootstrap cannot be resampled from one "
@@ -593,20 +657,48 @@ def to_markdown(rows: list[dict], info: dict) -> str:
                   "training run would give; they are narrower than intervals over seeds would be." if one else "")
         lines += ["", f"**{p}** ({', '.join(PAIRS[p])}): B = {PAIRS[p][1]} unless the row says otherwise.{caveat}", "",
                   "| # | measurement | study | rule | equal tokens (95% CI) | relative gap (÷ overall) | matched loss "
-                  "(95% CI) | notes |", "|---|---|---|---|---|---|---|---|"]
+                  "(95% CI) |" + (" beyond a better model (95% CI) |" if beyond else "") + " notes |",
+                  "|---|---|---|---|---|---|---|" + "---|" * beyond + "---|"]
         eq = [r for r in rows if r["pair"] == p and r["view"] in ("equal tokens", "training")]
         ml = {(r["claim"], r["what"]): r for r in rows if r["pair"] == p and r["view"] == "matched loss"}
+        bb = {(r["claim"], r["what"]): r for r in rows if r["pair"] == p and r["view"] == BEYOND}
         for r in eq:
-            m = ml.get((r["claim"], r["what"]))
+            m, z = ml.get((r["claim"], r["what"])), bb.get((r["claim"], r["what"]))
             rel = fmt(r["relative"], r["rel_lo"], r["rel_hi"], "ratio") if r["relative"] == r["relative"] else ""
             what = r["what"] if r["vs"] == PAIRS[p][1] else f"{r['what']} (B = {r['vs']})"
-            notes = "; ".join(x for x in (r["note"], m["note"] if m else "") if x)
+            notes = [t for t in (r["note"], m["note"] if m else "") if t]
+            extra = [t for t in (z["note"].split("; ") if z and z["note"] else []) if t not in "; ".join(notes)]
+            notes = "; ".join(notes + (["beyond: " + "; ".join(extra)] if extra else []))
+            none = "—" if r["view"] != "training" else "n/a"
             lines.append(f"| {r['claim']} | {what} | {r['study']} | {r['rule']} | {cell(r)} | {rel} | "
-                         f"{cell(m) if m else ('—' if r['view'] != 'training' else 'n/a')} | {notes} |")
+                         f"{cell(m) if m else none} |" + (f" {cell(z) if z else none} |" if beyond else "")
+                         + f" {notes} |")
         if (0, "overall gap at the matched points") in ml:
             r = ml[(0, "overall gap at the matched points")]
-            lines.append(f"| | overall gap at the matched points | | | | | {cell(r)} | {r['note']}; {r['source']} |")
+            lines.append(f"| | overall gap at the matched points | | | | | {cell(r)} |" + " |" * beyond
+                         + f" {r['note']}; {r['source']} |")
     return "\n".join(lines)
+
+
+def progress_markdown(rows: list[dict], info: dict, comparisons_md: str) -> str:
+    """RESULTS.md's "Architecture or a better model?" block: per pair and claim, the verdicts at equal tokens and
+    beyond a better model; then each comparison's trajectories and its largest residuals (`progress.write`)."""
+    lines = ["Beyond a better model = observed gap − the gap the models' own training predicts for their overall gap "
+             "(`analysis/progress.py`, docs/analysis.md). Verdicts under the claims' rule, on the residuals; "
+             "survives: yes = every judged row agrees, in part = some do, no = none does.", "",
+             "| pair | # | claim | equal tokens | beyond a better model | survives a better model |",
+             "|---|---|---|---|---|---|"]
+    for p in info["pairs"]:
+        for c, text in CLAIMS.items():
+            vs = {v: [r["verdict"] for r in rows if r["pair"] == p and r["claim"] == c and r["verdict"] != "—"
+                      and r["view"] in ((v, "training") if v == "equal tokens" else (v,))]
+                  for v in ("equal tokens", BEYOND)}
+            if vs[BEYOND]:
+                lines.append(f"| {p} | {c} | {text} | {tally(vs['equal tokens'])} | {tally(vs[BEYOND])} | "
+                             f"{survives({p: vs[BEYOND]})} |")
+    if len(lines) == 4:
+        lines = []
+    return "\n".join(lines + ["", comparisons_md]).strip()
 
 
 def describe_layers(layers: list) -> str:
@@ -695,6 +787,7 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError(f"{args.update}: no <!-- claims:begin --> ... <!-- claims:end --> block")
     rows, info = build(results, args.n_boot)
     atomic_write_text(results / "claims.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    progress = progress_markdown(rows, info, write_progress(results, info["progress"], info["no_progress"]))
     md = to_markdown(rows, info)
     doc = pd.read_parquet(results / "labels.parquet", columns=["doc_index"])["doc_index"].to_numpy()
     clean = clean_tokens(results, doc)
@@ -709,7 +802,10 @@ def run(args: argparse.Namespace) -> int:
         text = replace_block(path.read_text(), "claims", md, path)
         if "<!-- runs:begin -->" in text:
             text = replace_block(text, "runs", runs, path)
+        if "<!-- progress:begin -->" in text:
+            text = replace_block(text, "progress", progress, path)
         atomic_write_text(path, text)
     print(md)
     print(runs)
+    print(progress)
     return 0

@@ -14,7 +14,9 @@ is labelled, so that its curves carry the filtered losses). Then, into --out and
   labels.parquet        the eval set's labels at the models' context (cached once per eval set in build/labels)
   scores/<name>-s0.npz  per-token losses of each side (reused when the same model was scored the same way)
   curves/<name>-s0.jsonl  the runs' metrics.jsonl, when there are runs
-  compare/              gaps.csv, regression.csv, summary.json (python -m analysis compare)
+  compare/              gaps.csv, regression.csv, summary.json (python -m analysis compare); progress.csv when both
+                        sides are runs with annealed score files (analysis/progress.py: architecture, or a better
+                        model?), else summary.md says in one line which side has no trajectory
   figures/, report.html the figures and the report, the summary table at the top
   viewer.html           the token viewer (analysis/viewer.py)
   summary.md            the short table: overall, domains, content/function, repeated/novel, delimiters
@@ -151,11 +153,9 @@ def _score(side: SideSpec, out: Path, eval_dir: str, context: int, args) -> dict
                          overwrite=args.overwrite)
 
 
-def summary_table(gaps, a: str, b: str) -> str:
-    """The short markdown table of a pair: all tokens, content/function words, novel/repeated 4-gram tokens,
-    opening/closing delimiters per domain group, and every domain."""
-    lines = [f"Gap = loss({a}) − loss({b}) in nats: positive favours {b}. 95% CI: document bootstrap within domains.",
-             "", "| category | tokens | docs | gap | 95% CI |", "|---|---|---|---|---|"]
+def summary_rows(gaps) -> list[tuple]:
+    """(family, category, title) of the short table's rows: all tokens, content/function words, novel/repeated
+    4-gram tokens, opening/closing delimiters per domain group, and every domain."""
     want = [("overall", "all", "all tokens"), ("word_class", "content", "content words"),
             ("word_class", "function", "function words"), ("repetition", "novel_4", "novel (no repeated 4-gram)"),
             ("repetition", "repeated_4", "repeated 4-gram")]
@@ -164,15 +164,65 @@ def summary_table(gaps, a: str, b: str) -> str:
         want += [("delimiters_domain", f"{g}: open", f"opening delimiters ({g})"),
                  ("delimiters_domain", f"{g}: close", f"closing delimiters ({g})")]
     want += [("domain", str(c), f"domain: {c}") for c in gaps[gaps["family"] == "domain"]["category"]]
-    for fam, cat, title in want:
+    return want
+
+
+def summary_table(gaps, a: str, b: str, progress=None, no_progress: str = "") -> str:
+    """The short markdown table of a pair (`summary_rows`); with `progress` (`progress.table`, one row per title)
+    two more columns: the gap the two runs' own training predicts, and what is left beyond a better model."""
+    extra = progress is not None
+    lines = [f"Gap = loss({a}) − loss({b}) in nats: positive favours {b}. 95% CI: document bootstrap within domains."
+             + (" Predicted by training: the gap the two runs' own annealed checkpoints predict for their overall gap "
+                "(`analysis/progress.py`); beyond a better model: the gap minus that." if extra else ""), "",
+             "| category | tokens | docs | gap | 95% CI |"
+             + (" predicted by training | beyond a better model |" if extra else ""),
+             "|---|---|---|---|---|" + "---|---|" * extra]
+    pr = progress.set_index("category") if extra else None
+    for fam, cat, title in summary_rows(gaps):
         rows = gaps[(gaps["family"] == fam) & (gaps["category"].astype(str) == cat)]
         for r in rows.head(1).itertuples():
-            lines.append(f"| {title} | {r.n_tokens:,} | {r.n_docs} | {r.gap:+.4f} | [{r.lo:+.4f}, {r.hi:+.4f}] |")
+            line = f"| {title} | {r.n_tokens:,} | {r.n_docs} | {r.gap:+.4f} | [{r.lo:+.4f}, {r.hi:+.4f}] |"
+            if extra:
+                q = pr.loc["all" if fam == "overall" else title]
+                line += (f" {q.predicted:+.4f} [{q.predicted_lo:+.4f}, {q.predicted_hi:+.4f}] | {q.residual:+.4f} "
+                         f"[{q.residual_lo:+.4f}, {q.residual_hi:+.4f}] {q.verdict} |")
+            lines.append(line)
+    if extra:
+        from analysis.progress import step_text
+        pts = progress.attrs["points"]
+        lines += ["", "Trajectories (overall eval loss): " + "; ".join(
+            f"{x}: " + ", ".join(f"{step_text(s)} {v:.4f}" for s, v in p) for x, p in pts.items())
+                  + (f". Notes: {progress['note'].iloc[0]}" if progress["note"].iloc[0] else "")]
+    elif no_progress:
+        lines += ["", f"Beyond a better model: not computed, {no_progress}."]
     return "\n".join(lines)
 
 
 OUT_FILES = ("labels.parquet", "summary.md", "report.html", "viewer.html", "compare/summary.json", "compare/gaps.csv",
              "compare/regression.csv")
+
+
+def progress_table(a: SideSpec, b: SideSpec, sa, sb, labels, lmeta: dict, gaps, n_boot: int, seed: int):
+    """(the progress table of the summary's rows, "") when both sides are runs with annealed score files on this
+    eval set, else (None, one line saying which side has no trajectory)."""
+    from analysis.categories.families import build_categories
+    from analysis.progress import estimate, run_trajectory, table
+    from analysis.stats import cluster_strata
+
+    got = [run_trajectory(s.name, s.run_dir, side, lmeta, len(labels)) for s, side in ((a, sa), (b, sb))]
+    if not all(t for t, _ in got):
+        return None, "; ".join(why for t, why in got if not t)
+    rows = summary_rows(gaps)
+    cats = {(f, c.name): c.mask for f, c in build_categories(labels, sorted({f for f, _, _ in rows}))}
+    masks = {("all" if f == "overall" else title): cats[(f, c)] for f, c, title in rows}
+    fams = {"all": "all tokens", **{title: {"word_class": "words", "delimiters_domain": "delimiters"}.get(f, f)
+                                    for f, _, title in rows if f != "overall"}}
+    doc = labels["doc_index"].to_numpy()
+    p = estimate(f"{a.name} − {b.name}", got[0][0], got[1][0], list(masks), n_boot, seed, list(masks.values()),
+                 doc, cluster_strata(doc, labels["domain"].astype(str).to_numpy()))
+    t = table(p, fams)
+    t.attrs["points"] = p.points
+    return t, ""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -260,14 +310,17 @@ def run(args: argparse.Namespace) -> int:
     from analysis.report import markdown_html, write_report
     from analysis.viewer import viewer_data, write_viewer
     from models.atomic import atomic_write_text
-    sa, sb, labels, _ = load_inputs([out / "scores" / f"{a.name}-s0.npz"], [out / "scores" / f"{b.name}-s0.npz"],
-                                    out / "labels.parquet", a.name, b.name)
+    sa, sb, labels, lmeta = load_inputs([out / "scores" / f"{a.name}-s0.npz"],
+                                        [out / "scores" / f"{b.name}-s0.npz"], out / "labels.parquet", a.name, b.name)
     gaps = gap_table(sa, sb, labels, GapConfig(n_boot=args.n_boot, seed=args.seed))
     reg, r = regression_table(sa, sb, labels)
+    prog, no_prog = progress_table(a, b, sa, sb, labels, lmeta, gaps, args.n_boot, args.seed)
     (out / "compare").mkdir(exist_ok=True)
     atomic_write_text(out / "compare" / "gaps.csv", gaps.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "compare" / "regression.csv", reg.to_csv(index=False, float_format="%.6g"))
-    summary = summary_table(gaps, a.name, b.name)
+    if prog is not None:
+        atomic_write_text(out / "compare" / "progress.csv", prog.to_csv(index=False, float_format="%.6g"))
+    summary = summary_table(gaps, a.name, b.name, prog, no_prog)
     atomic_write_text(out / "summary.md", summary + "\n")
     atomic_write_text(out / "compare" / "summary.json", json.dumps(
         {"a": {"spec": a.spec, "name": a.name, **{k: metas[0].get(k) for k in ("mean_loss", "context_len", "model")}},

@@ -161,6 +161,25 @@ def seed_weights(n_seeds: int, n_boot: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot) / n_seeds
 
 
+def _two_level_draws(n_clusters: int, n_seeds: list, n_boot: int, seed: int, strata=None) -> tuple:
+    """The replicates' weights: clusters (n_boot, n_clusters), drawn within strata, and the seeds of each model
+    (one (n_boot, S_i) per entry of n_seeds), each from its own stream of `seed`."""
+    rng = np.random.SeedSequence(seed).spawn(1 + len(n_seeds))
+    w = bootstrap_weights(n_clusters, n_boot, int(rng[0].generate_state(1)[0]), strata)
+    return w, [seed_weights(s, n_boot, int(r.generate_state(1)[0])) for s, r in zip(n_seeds, rng[1:])]
+
+
+def _seed_cluster_sums(loss: np.ndarray, cid: np.ndarray, masks: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """loss (S, N) -> per-seed cluster sums (S, k, C) and counts (k, C)."""
+    s, counts = cluster_sums(np.atleast_2d(loss).astype(np.float64).T, cid, masks, k)
+    return (s[None] if s.ndim == 2 else s), counts
+
+
+def _replicate_sums(sums: np.ndarray, w: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """(R, C): each replicate's seed-weighted sum over its resampled clusters; sums (S, k, C), w (R, k), u (R, S)."""
+    return np.einsum("rs,rsc->rc", u, np.einsum("rk,skc->rsc", w, sums))
+
+
 def two_level_gaps(loss_a: np.ndarray, loss_b: np.ndarray, clusters: np.ndarray, masks, strata=None,
                    n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> CategoryMeans:
     """Mean gap loss(A) − loss(B) per category with a two-level bootstrap: each replicate resamples the seeds of A
@@ -174,19 +193,10 @@ def two_level_gaps(loss_a: np.ndarray, loss_b: np.ndarray, clusters: np.ndarray,
     masks = list(masks) if not isinstance(masks, np.ndarray) else list(np.atleast_2d(masks))
     uniq, cid = np.unique(clusters, return_inverse=True)
     k = uniq.shape[0]
-    la, lb = np.atleast_2d(loss_a).astype(np.float64), np.atleast_2d(loss_b).astype(np.float64)
-    sa, counts = cluster_sums(la.T, cid, masks, k)  # (S_A, k, C), (k, C)
-    sb, _ = cluster_sums(lb.T, cid, masks, k)
-    if la.shape[0] == 1:
-        sa = sa[None] if sa.ndim == 2 else sa
-    if lb.shape[0] == 1:
-        sb = sb[None] if sb.ndim == 2 else sb
-    rng = np.random.SeedSequence(seed).spawn(3)
-    w = bootstrap_weights(k, n_boot, int(rng[0].generate_state(1)[0]), strata)  # (R, k)
-    u = seed_weights(la.shape[0], n_boot, int(rng[1].generate_state(1)[0]))  # (R, S_A)
-    v = seed_weights(lb.shape[0], n_boot, int(rng[2].generate_state(1)[0]))  # (R, S_B)
-    num = np.einsum("rs,rsc->rc", u, np.einsum("rk,skc->rsc", w, sa)) - \
-        np.einsum("rs,rsc->rc", v, np.einsum("rk,skc->rsc", w, sb))
+    sa, counts = _seed_cluster_sums(loss_a, cid, masks, k)  # (S_A, k, C), (k, C)
+    sb, _ = _seed_cluster_sums(loss_b, cid, masks, k)
+    w, (u, v) = _two_level_draws(k, [sa.shape[0], sb.shape[0]], n_boot, seed, strata)
+    num = _replicate_sums(sa, w, u) - _replicate_sums(sb, w, v)
     den = w @ counts
     tot_c = counts.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -194,6 +204,31 @@ def two_level_gaps(loss_a: np.ndarray, loss_b: np.ndarray, clusters: np.ndarray,
         mean = (sa.mean(0).sum(0) - sb.mean(0).sum(0)) / tot_c
     lo, hi = percentile_ci(reps, counts, alpha)
     return CategoryMeans(mean, lo, hi, tot_c.astype(np.int64), (counts > 0).sum(0).astype(np.int64), reps, alpha)
+
+
+def two_level_means(models: list, clusters: np.ndarray, masks, strata=None, n_boot: int = 1000, seed: int = 0
+                    ) -> tuple[list, np.ndarray]:
+    """Category means of several models' checkpoints under the bootstrap of `two_level_gaps`: each replicate draws
+    the clusters once for all models, and each model's seeds once for all its checkpoints (a seed is one training
+    run: its checkpoints move together). With two models of one checkpoint each, the replicates' differences are
+    `two_level_gaps`' (same seed, same draws).
+
+    models: list of (P_i, S_i, N) losses (model i's P_i checkpoints, its S_i seeds at each). Returns
+    ([(mean (P_i, C), reps (n_boot, P_i, C)) for each model], counts (k, C))."""
+    masks = list(masks) if not isinstance(masks, np.ndarray) else list(np.atleast_2d(masks))
+    uniq, cid = np.unique(clusters, return_inverse=True)
+    k = uniq.shape[0]
+    sums = [[_seed_cluster_sums(p, cid, masks, k) for p in m] for m in models]
+    counts = sums[0][0][1]
+    w, seeds = _two_level_draws(k, [m.shape[1] for m in models], n_boot, seed, strata)
+    den, tot_c = w @ counts, counts.sum(0)
+    out = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m, u in zip(sums, seeds):
+            mean = np.stack([s.mean(0).sum(0) / tot_c for s, _ in m])
+            reps = np.stack([_replicate_sums(s, w, u) / den for s, _ in m], axis=1)
+            out.append((mean, reps))
+    return out, counts
 
 
 def ratio_ci(cm: CategoryMeans, i: int, j: int) -> MeanCI:

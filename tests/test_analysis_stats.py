@@ -5,7 +5,7 @@ import pytest
 
 from analysis.compare import Side, gap_table, regression
 from analysis.stats import (bootstrap_weights, category_means, cluster_bootstrap_ci, independent_columns,
-                            ols_clustered, ratio_ci, seed_weights, source_files, two_level_gaps)
+                            ols_clustered, ratio_ci, seed_weights, source_files, two_level_gaps, two_level_means)
 
 
 def clustered_data(rng, n_docs=120, per_doc=80, doc_sd=0.3, noise=1.0):
@@ -102,6 +102,19 @@ def test_two_level_contrast_and_ratio_recover_planted_effects():
     assert r.lo <= 4.0 <= r.hi and abs(r.mean - cm.mean[0] / cm.mean[1]) < 1e-12
     # the point estimate is the plain gap of the seed means
     assert np.isclose(cm.mean[0], (la.mean(0) - lb.mean(0))[cat].mean())
+
+
+def test_two_level_means_share_the_draws_of_two_level_gaps():
+    """Per-model means of several checkpoints: their difference at one checkpoint each is two_level_gaps', draw for
+    draw, and a model's seeds are drawn once for all its checkpoints (a seed is one run)."""
+    la, lb, doc, cat = seeded_pair(np.random.default_rng(4), 0.05)
+    cm = two_level_gaps(la, lb, doc, [cat, ~cat], n_boot=200, seed=3)
+    (ma, ra), (mb, rb) = two_level_means([la[None], lb[None]], doc, [cat, ~cat], n_boot=200, seed=3)[0]
+    assert np.allclose(ra[:, 0] - rb[:, 0], cm.reps) and np.allclose(ma[0] - mb[0], cm.mean)
+    assert np.allclose(ma[0, 0], la.mean(0)[cat].mean())
+    # a later checkpoint = the same runs 0.1 lower everywhere: every replicate moves by exactly 0.1
+    [(_, r2)], _ = two_level_means([np.stack([la, la - 0.1])], doc, [cat], n_boot=200, seed=3)
+    assert np.allclose(r2[:, 0] - r2[:, 1], 0.1)
 
 
 def test_source_files_merge_chunks_of_one_file():

@@ -80,6 +80,35 @@ def test_pipeline_from_two_runs_to_report_and_viewer(runs, corpus, tmp_path, cap
     assert (out / "scores/hybrid-s0.npz").stat().st_mtime_ns == mtime and "reusing" in capsys.readouterr().out
 
 
+def test_pipeline_beyond_a_better_model_needs_both_trajectories(runs, tmp_path):
+    """Runs without an annealed point before their final one: the summary says so in one line and has no such
+    column. With annealed score files in both run directories (written here as the training loop writes them:
+    the final losses raised, as at an earlier point), it gains the progress-predicted gap and the residual."""
+    from analysis.progress import TOKENS
+
+    copies = {name: tmp_path / name for name in ("transformer", "hybrid")}
+    for name, d in copies.items():
+        shutil.copytree(runs[name], d)
+    out = tmp_path / "cmp"
+    argv = ["pipeline", "--a", str(copies["transformer"]), "--b", str(copies["hybrid"]), "--out", str(out),
+            "--n-boot", "50", "--device", "cpu", "--viewer-docs", "3"]
+    assert analysis(argv) == 0
+    summary = (out / "summary.md").read_text()
+    assert "Beyond a better model: not computed, transformer has no trajectory" in summary
+    assert "beyond a better model |" not in summary and not (out / "compare" / "progress.csv").exists()
+    for name, d in copies.items():
+        final = load_scores(out / "scores" / f"{name}-s0.npz")
+        step = int(final.meta["step"])
+        for k, up in ((step // 3, 0.6), (2 * step // 3, 0.2)):
+            save_scores(d / "scores" / f"annealed-step{k:07d}.npz", final.loss + np.float32(up), final.correct,
+                        {**final.meta, "step": k, "annealed": True})
+    assert analysis(argv) == 0
+    summary = (out / "summary.md").read_text()
+    assert "| predicted by training | beyond a better model |" in summary and "Trajectories (overall" in summary
+    prog = (out / "compare" / "progress.csv").read_text()
+    assert TOKENS in prog and "content words" in prog
+
+
 def test_pipeline_trains_a_missing_zoo_run_after_labelling(corpus, tmp_path, runs, capsys, monkeypatch):
     """zoo:MODEL trains the model first (a `python -m train` child, filtered evaluation on), then compares."""
     monkeypatch.chdir(tmp_path)  # the zoo run lands in ./runs of the working directory... of the repository

@@ -5,9 +5,9 @@
 Reads results/labels.parquet, results/scores/<arch>-s<seed>.npz (arch: transformer, hybrid, recurrent) and
 results/curves/<arch>-s<seed>.jsonl; compares every architecture against the baseline (transformer: gap =
 loss(transformer) − loss(model), positive favours the model); adds the synthetic-probe figures of
-analysis/probes/figures.py when that module is present, and the matched-loss and relative-gap figures from
-results/claims.csv when `python -m analysis claims` has written it. A figure whose inputs are missing is skipped with a
-note, never an error.
+analysis/probes/figures.py when that module is present, the matched-loss and relative-gap figures from
+results/claims.csv and the architecture-or-progress figures from results/progress.csv when `python -m analysis
+claims` has written them. A figure whose inputs are missing is skipped with a note, never an error.
 """
 from __future__ import annotations
 
@@ -146,6 +146,11 @@ def make_all(results: Path, out: Path, baseline: str = "transformer", n_boot: in
         for fn in (plots.fig_matched_loss, plots.fig_relative_gap):
             e = fn(claims, out)
             entries.append(e) if e else note(f"{fn.__name__}: no rows in {claims_csv}, skipped")
+    progress_csv = results / "progress.csv"  # analysis/progress.py, written by `python -m analysis claims`
+    if progress_csv.is_file() and archs is None:
+        import pandas as pd
+
+        entries += plots.fig_progress(pd.read_csv(progress_csv), out)
     curves = read_curves(results / "curves")
     if curves is not None and archs is not None:
         curves = curves[curves["arch"].isin(archs)]

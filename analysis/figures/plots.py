@@ -348,7 +348,8 @@ def fig_matched_loss(claims, out: Path):
     if claims is None or "view" not in claims.columns:
         return None
     plt = setup_matplotlib()
-    gaps = claims[(claims["kind"] == "nats") & claims["what"].str.startswith("gap on") & (claims["claim"] <= 4)]
+    gaps = claims[(claims["kind"] == "nats") & claims["what"].str.startswith("gap on") & (claims["claim"] <= 4)
+                  & claims["view"].isin(["equal tokens", "matched loss"])]
     pairs = [p for p in dict.fromkeys(gaps["pair"]) if (gaps[gaps["pair"] == p]["view"] == "matched loss").any()]
     if not pairs:
         return None
@@ -401,3 +402,65 @@ def fig_relative_gap(claims, out: Path):
                 "study's contrasts: above 1 the hybrid's edge is larger than on average, near 0 it vanishes. Bars: "
                 "95% intervals of the ratio from the same two-level bootstrap replicates (seeds and source files).",
                 d[["pair", "what", "gap", "measured", "lo", "hi"]].rename(columns={"measured": "relative"}))
+
+
+# ---- from results/progress.csv (python -m analysis claims; analysis/progress.py) -----------------------------------
+FAMILY_COLORS = {"words": "#1f6fb4", "code / markup": "#2a9d3a", "repetition": "#e07b00", "delimiters": "#b03060",
+                 "domain": "#7a4fb0"}
+
+
+def fig_progress(prog, out: Path) -> list:
+    """One figure per pair: each category's observed gap against the gap the two models' own training predicts
+    for their overall gap (one panel per comparison). On the identity line = what a better model shows."""
+    if prog is None or prog.empty:
+        return []
+    plt = setup_matplotlib()
+    entries = []
+    for pair in dict.fromkeys(prog["pair"]):
+        d = prog[(prog["pair"] == pair) & (prog["category"] != "all") & ~prog["category"].str.startswith("ptb=")]
+        comps = list(dict.fromkeys(d["b"]))
+        fig, axes = plt.subplots(1, len(comps), figsize=(6.4 * len(comps), 6.2), squeeze=False)
+        for ax, b in zip(axes[0], comps):
+            g = d[d["b"] == b]
+            a = g["a"].iloc[0]
+            sig = (g["residual_lo"] > 0) | (g["residual_hi"] < 0)
+            # the two trajectories' own predictions: a grey bar between them at the observed gap
+            both = g[["pred_a", "pred_b"]]
+            ax.vlines(g["observed"], both.min(axis=1), both.max(axis=1), color="grey", lw=2.5, alpha=0.35)
+            for fam in dict.fromkeys(g["family"]):
+                for filled in (True, False):
+                    r = g[(g["family"] == fam) & (sig == filled)]
+                    if r.empty:
+                        continue
+                    col = FAMILY_COLORS.get(fam, "#555555")
+                    ax.errorbar(r["observed"], r["predicted"],
+                                xerr=np.vstack([r["observed"] - r["observed_lo"], r["observed_hi"] - r["observed"]]),
+                                yerr=np.vstack([r["predicted"] - r["predicted_lo"],
+                                                r["predicted_hi"] - r["predicted"]]).clip(min=0),
+                                fmt="o", ms=4.5, lw=0.8, capsize=1.5, color=col, mfc=col if filled else "white",
+                                label=fam if filled or not (sig & (g["family"] == fam)).any() else None)
+            for r in g.itertuples():
+                ax.annotate(r.category, (r.observed, r.predicted), fontsize=5.5, xytext=(3, 2),
+                            textcoords="offset points", color="#333333")
+            vals = g[["observed_lo", "observed_hi", "predicted_lo", "predicted_hi"]].to_numpy(np.float64)
+            lo, hi = np.nanmin(vals), np.nanmax(vals)
+            pad = 0.05 * (hi - lo)
+            ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.7, ls="--", label="identity")
+            ax.axhline(0, color="grey", lw=0.4)
+            ax.axvline(0, color="grey", lw=0.4)
+            ax.set_xlabel(f"observed gap: loss({a}) − loss({b}), nats")
+            ax.set_ylabel("gap predicted by the models' own training, nats")
+            ax.set_title(f"{a} − {b}\nfrom the {g['source'].iloc[0]}", fontsize=9)
+            ax.legend(fontsize=7, frameon=False, loc="upper left")
+        slug = pair.lower().replace(" ", "_")
+        entries.append(save(
+            fig, out, f"progress_{slug}", f"Architecture or a better model? ({pair})",
+            "Each category's observed gap at the final checkpoints (x) against the gap that the two models' own "
+            "training trajectories predict for an improvement equal to their overall gap (y: interpolated linearly in "
+            "overall loss between annealed points, the mean of both trajectories; the grey bar spans the two "
+            "trajectories' own predictions). On the dashed identity line a category moves as a better model's "
+            "would; off it is the architecture's signature (filled: the residual's 95% interval excludes 0). Bars: "
+            "95% intervals both ways (two-level bootstrap with per-token files; seeds only from logged filtered "
+            "losses). PTB tags are in the CSV and results/progress.md.",
+            prog[prog["pair"] == pair]))
+    return entries
