@@ -178,10 +178,11 @@ def estimate(pair: str, ta: Trajectory, tb: Trajectory, names: list, n_boot: int
     clusters, strata: the per-token categories and resampling units (TOKENS only)."""
     if ta.source == TOKENS:
         sides, counts = two_level_means([ta.values, tb.values], clusters, masks, strata, n_boot, seed)
-    else:
+    else:  # logged values: one number per seed, so only seeds resample; one seed has no interval (NaN replicates)
         counts = None
         sides = [(t.values.mean(1), np.einsum("rs,psc->rpc", seed_weights(t.values.shape[1], n_boot, seed + i),
-                                              t.values)) for i, t in enumerate((ta, tb), 1)]
+                                              t.values) if t.values.shape[1] > 1
+                  else np.full((n_boot, *t.values[:, 0].shape), np.nan)) for i, t in enumerate((ta, tb), 1)]
     x = {t.arch: np.concatenate([m[None], r]) for t, (m, r) in zip((ta, tb), sides)}  # row 0: the point estimate
     obs = x[ta.arch][:, -1] - x[tb.arch][:, -1]
     pred, ext = {}, {}

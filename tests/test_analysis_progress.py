@@ -190,3 +190,13 @@ def test_figure_and_results_files(base, tmp_path):
     entries, _ = make_all(res, tmp_path / "figs", n_boot=50, probes=False)
     e = next(e for e in entries if e["name"] == "progress_mamba2_pair")
     assert (tmp_path / "figs" / "progress_mamba2_pair.png").stat().st_size > 0 and "identity" in e["caption"]
+
+
+def test_logged_losses_of_one_seed_give_no_interval(synthetic_results):
+    """One run of each model: the logged values (one number per seed) leave nothing to resample, so the
+    residuals have no interval (and no verdict) rather than a zero-width one."""
+    inp, _ = load_inputs(synthetic_results(seeds=(0,), n_docs_per_domain=6, units=6))
+    progs, _ = comparisons(inp, "Mamba2 pair", PAIR, 200)
+    t = table(progs[0]).set_index("category")
+    assert progs[0].source == LOGGED and np.isfinite(t.loc["content_novel", "residual"])
+    assert np.isnan(t.loc["content_novel", "residual_lo"]) and np.isnan(t.loc["content_novel", "residual_hi"])
