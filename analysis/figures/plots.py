@@ -38,8 +38,10 @@ def save(fig, out: Path, name: str, title: str, caption: str, table) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     png, pdf, csv = out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.csv"
     fig.tight_layout()
-    fig.savefig(png, metadata={"Software": None})
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+    # tight: a legend placed outside the axes (legend_outside) is part of the picture, not cut off
+    fig.savefig(png, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+                bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     table.to_csv(csv, index=False, float_format="%.6g")
     return {"name": name, "title": title, "png": str(png), "pdf": str(pdf), "csv": str(csv), "caption": caption}
@@ -52,6 +54,11 @@ def _sel(df, **eq):
             return df.iloc[0:0]
         m &= (df[k] == v).to_numpy() if not isinstance(v, (list, tuple)) else df[k].isin(v).to_numpy()
     return df[m]
+
+
+def legend_outside(ax) -> None:
+    """The comparisons' legend right of the axes: inside, a forest plot has no corner free of rows or bars."""
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def forest(ax, rows, label_col: str, comparisons: Sequence[str], order: Optional[Sequence[str]] = None,
@@ -91,7 +98,7 @@ def fig_domain(gaps, meta, out: Path):
     order = list(dict.fromkeys(rows["category"]))
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.2))
     forest(ax, rows, "category", comps, order)
-    ax.legend(loc="best", fontsize=8, frameon=False)
+    legend_outside(ax)
     ax.set_title("Loss gap by domain")
     return save(fig, out, "gap_by_domain", "Gap by domain",
                 _caption("Mean per-token loss gap over all eval tokens and per domain.", meta), rows)
@@ -109,7 +116,6 @@ def fig_content_function(gaps, meta, out: Path):
     order = [c for c in rows["category"].drop_duplicates() if not str(c).startswith("other")]
     forest(axes[0, 0], rows, "category", comps, order)
     axes[0, 0].set_title("Word classes (all pieces, first piece, novel)")
-    axes[0, 0].legend(loc="best", fontsize=8, frameon=False)
     table = rows
     if not dom.empty:
         prose = dom[dom["domain"].isin(["books", "encyclopedic", "technical", "news"])]
@@ -117,6 +123,7 @@ def fig_content_function(gaps, meta, out: Path):
         axes[0, 1].set_title("Content vs function by prose domain")
         import pandas as pd
         table = pd.concat([rows, dom], ignore_index=True)
+    legend_outside(axes[0, -1])
     fig.tight_layout()
     return save(fig, out, "content_function", "Content vs function words",
                 _caption("Content words (NOUN, PROPN, VERB, ADJ, ADV) vs function words (DET, ADP, PRON, AUX, "
@@ -140,7 +147,7 @@ def fig_ptb(gaps, meta, out: Path, min_tokens: int = 100):
         return None
     fig, ax = plt.subplots(figsize=(6.5, 0.26 * len(order) + 1.2))
     forest(ax, rows[rows["category"].isin(order)], "category", comps, order)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    legend_outside(ax)
     ax.set_title("Loss gap per Penn Treebank tag (sorted)")
     return save(fig, out, "gap_by_ptb", "Gap per PTB tag",
                 _caption(f"Per fine PTB tag (spaCy tagger on prose; a token takes the tag of the word holding its "
@@ -158,7 +165,7 @@ def fig_code(gaps, meta, out: Path):
     comps = list(dict.fromkeys(rows["b"]))
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * rows["category"].nunique() + 1.2))
     forest(ax, rows, "category", comps)
-    ax.legend(loc="best", fontsize=8, frameon=False)
+    legend_outside(ax)
     ax.set_title("Code and markup lexical categories")
     return save(fig, out, "code_markup", "Code and markup categories",
                 _caption("Python lexical classes from the tokenize module; HTML tag syntax / attribute values / "
@@ -211,12 +218,12 @@ def fig_delimiters(gaps, meta, out: Path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * rows["category"].nunique() + 1.6))
     forest(axes[0], rows, "category", comps)
     axes[0].set_title("Opening vs closing delimiters by type")
-    axes[0].legend(loc="best", fontsize=8, frameon=False)
     if not dom.empty:
         forest(axes[1], dom, "category", comps)
         axes[1].set_title("Opening vs closing by domain group")
     else:
         axes[1].axis("off")
+    legend_outside(axes[1] if not dom.empty else axes[0])
     fig.tight_layout()
     import pandas as pd
     return save(fig, out, "delimiters", "Opening vs closing delimiters",
@@ -238,7 +245,7 @@ def fig_regression(reg, meta, out: Path):
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * rows["term"].nunique() + 1.4))
     forest(ax, rows, "category", comps, counts=False)
     ax.set_xlabel("OLS coefficient on the per-token gap (nats)")
-    ax.legend(loc="best", fontsize=8, frameon=False)
+    legend_outside(ax)
     r2 = ", ".join(f"{b}: R²={g['r2'].iloc[0]:.4f}, n={int(g['n'].iloc[0]):,}" for b, g in reg.groupby("b", sort=False))
     ax.set_title("Regression of the gap on categories and controls")
     return save(fig, out, "regression", "Regression with controls",
