@@ -22,7 +22,7 @@ import numpy as np
 
 from evaluation.scorefile import Scores, check_comparable, load_scores
 from models.atomic import atomic_write_text
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, fraction, json_fields, positive_int
 from analysis.stats import cluster_strata, cluster_sums, ols_clustered, two_level_gaps
 
 
@@ -238,7 +238,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory for gaps.csv, regression.csv, summary.json")
     p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (documents as clusters)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alpha", type=fraction, default=0.05)
     p.add_argument("--no-strata", action="store_true", help="resample documents without stratifying by domain")
     p.add_argument("--novel-n", type=positive_int, default=4, help="n of 'novel' (not repeated) in the tables")
     p.add_argument("--families", nargs="*", default=None, help="families to tabulate (default: all)")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, device_arg, eval_corpus, json_fields, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,12 +228,12 @@ def progress_table(a: SideSpec, b: SideSpec, sa, sb, labels, lmeta: dict, gaps, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="model A, the baseline: runs/NAME, a model directory, hf:ID, zoo:MODEL")
     p.add_argument("--b", required=True, help="model B (e.g. the hybrid), same forms")
-    p.add_argument("--eval", default=None, help="built corpus directory with docs/eval.jsonl (default: the runs')")
+    p.add_argument("--eval", type=eval_corpus, default=None, help="built corpus directory with docs/eval.jsonl (default: the runs')")
     p.add_argument("--out", required=True, help="output directory (never the committed results/)")
     p.add_argument("--context", type=positive_int, default=None,
                    help="score both at this context (default: the one they were trained with)")
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     p.add_argument("--n-boot", type=positive_int, default=1000)
     p.add_argument("--viewer-docs", type=positive_int, default=60, help="documents embedded in viewer.html")

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, eval_corpus, json_fields, positive_int
 
 WORD = re.compile(r"\S+")
 OPEN, CLOSE = "([{<", ")]}>"
@@ -207,7 +207,7 @@ def _evalset_of(meta: dict, eval_dir: str, tokenizer: Optional[str]):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="score file of model A (the baseline)")
     p.add_argument("--b", required=True, help="score file of model B")
-    p.add_argument("--eval", required=True, help="the corpus both were scored on (docs/eval.jsonl)")
+    p.add_argument("--eval", required=True, type=eval_corpus, help="the corpus both were scored on (docs/eval.jsonl)")
     p.add_argument("--tokenizer-a", default=None, help="A's tokenizer (tokenizer.json or a Hugging Face id/folder); "
                    "default: its model's")
     p.add_argument("--tokenizer-b", default=None)

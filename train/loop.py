@@ -132,8 +132,14 @@ class Evaluator:
 
 
 def load_filters(path: str, evalset: EvalSet, keep: Optional[np.ndarray]) -> dict[str, np.ndarray]:
-    """Masks from a filters.npz; refuses a file made for another eval set."""
-    with np.load(path, allow_pickle=False) as z:
+    """Masks from a filters.npz; refuses a file made for another eval set, or no .npz at all."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"train.eval.filters: {path}: no such file") from None
+    except Exception:  # a text file ("pickled data"), not a zip, truncated
+        raise ConfigError(f"train.eval.filters: {path}: not a filters file (not a readable .npz archive)") from None
+    with z:
         made_for = str(z["eval_hash"]) if "eval_hash" in z.files else None
         if made_for != evalset.eval_hash:
             raise ConfigError(f"train.eval.filters: {path} was made for eval set {str(made_for)[:16]}…, "
