@@ -68,6 +68,8 @@ def _run_info(run_dir: Path) -> tuple[Optional[int], Optional[str], str]:
 def resolve_side(spec: str, eval_dir: Optional[str]) -> SideSpec:
     if spec.startswith("hf:"):
         ref = spec[3:]
+        from analysis.hf import resolve
+        resolve(ref, flag="model")  # one line within seconds when the hub is out of reach
         return SideSpec(spec, "hf", ref, _safe(ref.rstrip("/").split("/")[-1]))
     if spec.startswith("zoo:"):
         model = spec[4:]
@@ -247,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from analysis.labels import cache_paths, run_labels
+    from analysis.hf import tokenizer as hf_tokenizer
     from evaluation.evalset import EvalSet, TextTokenizer
 
     from models.console import setup_logging
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
         raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
     # the tokenization both sides are scored and labelled under: the corpus's, or a Hugging Face model's own
-    toks = [TextTokenizer.from_hf(s.path) if s.kind == "hf" else None for s in (a, b)]
+    toks = [hf_tokenizer(s.path, s.spec) if s.kind == "hf" else None for s in (a, b)]
     tokenizer = next((t for t in toks if t is not None), None)
     if tokenizer is not None:
         corpus_tok = TextTokenizer.from_file(Path(eval_dir) / "tokenizer.json") if None in toks else None

@@ -151,6 +151,10 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     s = t.schedule
     if not (0 <= s.warmup_frac < 1 and 0 <= s.decay_frac <= 1 and s.warmup_frac + (s.decay_frac if s.kind == "wsd" else 0) <= 1):
         raise ConfigError("train.schedule: warmup_frac and decay_frac must be fractions summing to <= 1")
+    if not 0 <= s.min_lr_ratio <= 1:  # above 1 the decay would raise the learning rate
+        raise ConfigError(f"train.schedule.min_lr_ratio: a fraction of the peak in [0, 1], got {s.min_lr_ratio}")
+    if not 0 <= t.seed < 2 ** 32:  # numpy's generators (data order) take 32-bit seeds
+        raise ConfigError(f"train.seed: must be in [0, 2**32), got {t.seed}")
     for f in t.eval.anneal_at:
         if not 0 < f < 1:
             raise ConfigError(f"train.eval.anneal_at: {f} is not a fraction of training in (0, 1)")
