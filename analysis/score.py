@@ -77,7 +77,14 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
         from models.io import from_pretrained, read_config
 
         name = model_name(model, None, name)  # refuses a path that is not a model directory, in one line
-        lm = from_pretrained(model, device=device, kernels=kernels).eval()
+        try:
+            lm = from_pretrained(model, device=device, kernels=kernels).eval()
+        except (ValueError, OSError, KeyError) as exc:  # weights truncated, corrupt or not the checksummed ones
+            raise AnalysisError(f"--model {model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        except Exception as exc:  # safetensors' own SafetensorError (a truncated header): not a subclass of the above
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise AnalysisError(f"--model {model}: {Path(model) / 'model.safetensors'} is unreadable ({exc})") from None
         return LoadedModel(ZooScorer(lm), name, read_config(model), None, lm)
     from analysis.hf import load
 
@@ -160,6 +167,10 @@ def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] 
     if context is None:
         logging.info("%s: context %d (%s)", lm.name, ctx, "what it was trained with" if trained else
                      "the default for Hugging Face models; --context to change")
+    elif trained and context > trained:
+        logging.warning("%s: --context %d is %.3g x the context it was trained with (%d): positions beyond %d are "
+                        "extrapolation (the score file records both)", lm.name, context, context / trained, trained,
+                        trained)
     t0 = time.perf_counter()
     loss, correct = score(lm.scorer, ev, ctx, batch_size, device, dtype, progress=progress and sys.stderr.isatty(),
                           desc=f"scoring {lm.name}")

@@ -4,6 +4,8 @@ the command, the words its one line must hold, and the files that must stay unch
 and exit status 130; a Hugging Face name out of reach is one line within seconds from every entry point."""
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from analysis.__main__ import main as analysis
 from tests.test_nothing_lost import corpus, hashes, made, refused  # noqa: F401  (fixtures)
 from tests.test_train import overrides
+from train import checkpoint as ckpt
 from train.loop import main as train
 
 
@@ -22,6 +25,19 @@ def rows(corpus: Path, made: dict, t: Path) -> list[tuple]:
     (notok / "docs").mkdir(parents=True)
     (notok / "docs" / "eval.jsonl").write_bytes((corpus / "docs" / "eval.jsonl").read_bytes())
     m, ev, a, b = str(made["model"]), str(corpus), str(made["score"]), str(made["other"])
+    cut = t / "cut" / "model"  # a model whose model.safetensors was cut short (with and without its checksum)
+    shutil.copytree(made["model"], cut)
+    (cut / "model.safetensors").write_bytes((made["model"] / "model.safetensors").read_bytes()[:5000])
+    bare = t / "bare" / "model"
+    shutil.copytree(cut, bare)
+    info = json.loads((bare / "config.json").read_text())
+    info.pop("weights_sha256", None)
+    (bare / "config.json").write_text(json.dumps(info))
+    changed = t / "changed" / corpus.name  # a corpus whose train.bin no longer matches its manifest
+    shutil.copytree(corpus, changed)
+    (changed / "manifest.json").write_text(json.dumps({**json.loads((corpus / "manifest.json").read_text()), "files": {
+        "train.bin": {"sha256": ckpt.sha256_file(corpus / "train.bin")}}}))
+    (changed / "train.bin").write_bytes((corpus / "train.bin").read_bytes()[:3000])
     score = ["score", "--model", m, "--eval", ev, "--out", str(t / "s.npz")]
     run = lambda *x: overrides(corpus, t / "run", *x)  # noqa: E731
     return [
@@ -48,6 +64,16 @@ def rows(corpus: Path, made: dict, t: Path) -> list[tuple]:
         ("words: a missing tokenizer", analysis,
          ["words", "--a", a, "--b", b, "--eval", ev, "--tokenizer-a", str(t / "no.json"), "--out", str(t / "w")],
          "no.json: no such tokenizer file", t),
+        ("score: a truncated model.safetensors (checksummed)", analysis,
+         ["score", "--model", str(cut), "--eval", ev, "--out", str(t / "s.npz"), "--device", "cpu"],
+         "does not match config.json", cut),
+        ("score: a truncated model.safetensors (no checksum)", analysis,
+         ["score", "--model", str(bare), "--eval", ev, "--out", str(t / "s.npz"), "--device", "cpu"],
+         "model.safetensors is unreadable", bare),
+        ("train: train.bin does not match the manifest", train, overrides(changed, t / "run"),
+         "train.bin does not match the sha256", changed),
+        ("train: run_dir=. (the clone)", train, [x if not x.startswith("run_dir=") else "run_dir=." for x in run()],
+         "not a tokengap run directory", t),
         ("train: a text file as filters file", train, run(f"train.eval.filters={text}"),
          "not a filters file", text),
         ("train: seed out of range", train, run("train.seed=-1"), "train.seed: must be in [0, 2**32)", t),
@@ -56,6 +82,9 @@ def rows(corpus: Path, made: dict, t: Path) -> list[tuple]:
         # class 4: meaningless values accepted silently before
         ("train: min_lr_ratio above 1", train, run("train.schedule.min_lr_ratio=2"),
          "train.schedule.min_lr_ratio", t),
+        ("train: model.ratio with model.pattern", train, run("model.ratio=3:1"), "give one of the two", t),
+        ("compare without --labels: the committed labels are of another eval set", analysis,
+         ["compare", "--a", a, "--b", b, "--out", str(t / "c")], "no --labels, so the committed", t),
         ("compare --alpha 2", analysis, ["compare", "--a", a, "--b", b, "--labels", str(made["labels"]),
                                          "--out", str(t / "c"), "--alpha", "2"], "strictly between 0 and 1", t),
         ("probes generate --docs-per-level 0", analysis,
@@ -113,3 +142,12 @@ def test_a_hub_model_out_of_reach_is_one_line_within_seconds(corpus, made, tmp_p
     t0 = time.perf_counter()
     err = refused(capsys, analysis, argv, "EleutherAI/pythia-70m", tmp_path)
     assert time.perf_counter() - t0 < 10 and "local folder" in err and "cache" in err
+
+
+def test_a_context_above_the_trained_one_and_a_vocab_size_the_tokenizer_overrules_are_said(
+        corpus, made, tmp_path, caplog):  # noqa: F811
+    assert analysis(["score", "--model", str(made["model"]), "--eval", str(corpus), "--out", str(tmp_path / "s.npz"),
+                     "--device", "cpu", "--context", "4096"]) == 0
+    assert "--context 4096 is 128 x the context it was trained with (32)" in caplog.text
+    assert train(overrides(corpus, tmp_path / "run", "train.max_tokens=512", "data.vocab_size=1000")) == 0
+    assert "data.vocab_size=1000 is not the vocabulary" in caplog.text and "has 300 tokens" in caplog.text

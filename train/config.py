@@ -201,7 +201,11 @@ def default_name(cfg: RunConfig, overrides: list[str]) -> str:
 
 def load_run_config(overrides: list[str]) -> RunConfig:
     cfg = compose("config", overrides, "run_schema", RunConfig)
-    named = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o} & {"name", "run_dir"}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    if {"model.ratio", "model.pattern"} <= given and cfg.model.ratio is not None:  # ratio would ignore the pattern
+        raise ConfigError(f"model.ratio={cfg.model.ratio} and model.pattern={list(cfg.model.pattern)}: give one of "
+                          "the two (the ratio builds the pattern)")
+    named = given & {"name", "run_dir"}
     if "name" not in named:
         cfg.name = default_name(cfg, overrides)
         if "run_dir" not in named:
