@@ -149,7 +149,8 @@ def check_npz(path, members: Iterable[str], kind: str) -> None:
     except Exception:  # a text file ("pickled data"), not a zip, truncated
         raise AnalysisError(f"{path}: not {kind} (not a readable .npz archive)") from None
     if missing:
-        raise AnalysisError(f"{path}: not {kind} (it has no {', '.join(missing)})")
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise AnalysisError(f"{path}: not {kind} (it has no {', '.join(missing[:3])}{more})")
 
 
 def npz_meta(path, members: Iterable[str]) -> Optional[dict]:
