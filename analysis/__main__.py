@@ -47,9 +47,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return importlib.import_module(args.module).run(args)
-    except AnalysisError as exc:
+    except (AnalysisError, FileNotFoundError) as exc:  # a missing input names its path: one line too
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: python -m analysis {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

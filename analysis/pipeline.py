@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, device_arg, eval_corpus, json_fields, positive_int
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,6 +68,8 @@ def _run_info(run_dir: Path) -> tuple[Optional[int], Optional[str], str]:
 def resolve_side(spec: str, eval_dir: Optional[str]) -> SideSpec:
     if spec.startswith("hf:"):
         ref = spec[3:]
+        from analysis.hf import resolve
+        resolve(ref, flag="model")  # one line within seconds when the hub is out of reach
         return SideSpec(spec, "hf", ref, _safe(ref.rstrip("/").split("/")[-1]))
     if spec.startswith("zoo:"):
         model = spec[4:]
@@ -228,12 +230,12 @@ def progress_table(a: SideSpec, b: SideSpec, sa, sb, labels, lmeta: dict, gaps, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="model A, the baseline: runs/NAME, a model directory, hf:ID, zoo:MODEL")
     p.add_argument("--b", required=True, help="model B (e.g. the hybrid), same forms")
-    p.add_argument("--eval", default=None, help="built corpus directory with docs/eval.jsonl (default: the runs')")
+    p.add_argument("--eval", type=eval_corpus, default=None, help="built corpus directory with docs/eval.jsonl (default: the runs')")
     p.add_argument("--out", required=True, help="output directory (never the committed results/)")
     p.add_argument("--context", type=positive_int, default=None,
                    help="score both at this context (default: the one they were trained with)")
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     p.add_argument("--n-boot", type=positive_int, default=1000)
     p.add_argument("--viewer-docs", type=positive_int, default=60, help="documents embedded in viewer.html")
@@ -247,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from analysis.labels import cache_paths, run_labels
+    from analysis.hf import tokenizer as hf_tokenizer
     from evaluation.evalset import EvalSet, TextTokenizer
 
     from models.console import setup_logging
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
         raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
     # the tokenization both sides are scored and labelled under: the corpus's, or a Hugging Face model's own
-    toks = [TextTokenizer.from_hf(s.path) if s.kind == "hf" else None for s in (a, b)]
+    toks = [hf_tokenizer(s.path, s.spec) if s.kind == "hf" else None for s in (a, b)]
     tokenizer = next((t for t in toks if t is not None), None)
     if tokenizer is not None:
         corpus_tok = TextTokenizer.from_file(Path(eval_dir) / "tokenizer.json") if None in toks else None

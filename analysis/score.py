@@ -18,7 +18,7 @@ import torch
 
 from evaluation.evalset import EvalSet, TextTokenizer
 from evaluation.scorefile import code_version, save_scores
-from analysis.errors import AnalysisError, check_output, npz_meta, positive_int
+from analysis.errors import AnalysisError, check_output, device_arg, eval_corpus, npz_meta, positive_int
 from evaluation.scoring import HFScorer, ZooScorer, score
 
 HF_CONTEXT = 2048  # a Hugging Face model's default scoring context (its config rarely says what it trained at)
@@ -32,14 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a tokengap model directory (config.json + model.safetensors)")
     src.add_argument("--hf", help="a Hugging Face causal LM name or path (its own tokenizer is used)")
-    p.add_argument("--eval", required=True, help="built corpus directory holding docs/eval.jsonl")
+    p.add_argument("--eval", required=True, type=eval_corpus, help="built corpus directory holding docs/eval.jsonl")
     p.add_argument("--out", required=True, help="score file to write (.npz)")
     p.add_argument("--name", default=None, help="label for the model in reports (default: from the path)")
     p.add_argument("--context", type=positive_int, default=None,
                    help="context length T (window size); default: the context the model was trained with "
                         f"(ours: its config.json; a Hugging Face model: {HF_CONTEXT})")
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", type=device_arg, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="autocast dtype (default bf16 on CUDA)")
     p.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
@@ -77,7 +77,14 @@ def load_for_scoring(model: Optional[str] = None, hf: Optional[str] = None, devi
         from models.io import from_pretrained, read_config
 
         name = model_name(model, None, name)  # refuses a path that is not a model directory, in one line
-        lm = from_pretrained(model, device=device, kernels=kernels).eval()
+        try:
+            lm = from_pretrained(model, device=device, kernels=kernels).eval()
+        except (ValueError, OSError, KeyError) as exc:  # weights truncated, corrupt or not the checksummed ones
+            raise AnalysisError(f"--model {model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        except Exception as exc:  # safetensors' own SafetensorError (a truncated header): not a subclass of the above
+            if type(exc).__name__ != "SafetensorError":
+                raise
+            raise AnalysisError(f"--model {model}: {Path(model) / 'model.safetensors'} is unreadable ({exc})") from None
         return LoadedModel(ZooScorer(lm), name, read_config(model), None, lm)
     from analysis.hf import load
 
@@ -160,6 +167,10 @@ def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] 
     if context is None:
         logging.info("%s: context %d (%s)", lm.name, ctx, "what it was trained with" if trained else
                      "the default for Hugging Face models; --context to change")
+    elif trained and context > trained:
+        logging.warning("%s: --context %d is %.3g x the context it was trained with (%d): positions beyond %d are "
+                        "extrapolation (the score file records both)", lm.name, context, context / trained, trained,
+                        trained)
     t0 = time.perf_counter()
     loss, correct = score(lm.scorer, ev, ctx, batch_size, device, dtype, progress=progress and sys.stderr.isatty(),
                           desc=f"scoring {lm.name}")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, existing_file, positive_int
 
 BASELINE = "transformer"
 CLIFF_BINS = ((1, 32), (33, 128), (129, 512), (513, 2048))  # copy distance in tokens, inclusive
@@ -239,8 +239,8 @@ def to_markdown(cliff, sweep, notes: list[str]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default=None, help="figure directory (default: <results>/figures)")
-    p.add_argument("--update", default=None, help="a markdown file whose sweep:begin/end block is replaced")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--update", type=existing_file, default=None, help="a markdown file whose sweep:begin/end block is replaced")
+    p.add_argument("--n-boot", type=positive_int, default=1000)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from analysis.errors import AnalysisError, check_output_dir, json_fields, positive_int
+from analysis.errors import AnalysisError, check_output_dir, eval_corpus, json_fields, positive_int
 
 WORD = re.compile(r"\S+")
 OPEN, CLOSE = "([{<", ")]}>"
@@ -187,14 +187,15 @@ def compare_words(ev_a, loss_a, ev_b, loss_b, labels_a=None, n_boot: int = 1000,
 
 
 # ---- CLI ---------------------------------------------------------------------------------------------------------
-def _evalset_of(meta: dict, eval_dir: str, tokenizer: Optional[str]):
+def _evalset_of(meta: dict, eval_dir: str, tokenizer: Optional[str], flag: str = "--tokenizer"):
     """The EvalSet a score file was made on: its model's tokenizer (a Hugging Face one, or the corpus's), checked
     against the file's eval_hash."""
+    from analysis import hf
     from evaluation.evalset import EvalSet, TextTokenizer
     if tokenizer:
-        tok = TextTokenizer.from_file(tokenizer) if tokenizer.endswith(".json") else TextTokenizer.from_hf(tokenizer)
+        tok = TextTokenizer.from_file(tokenizer) if tokenizer.endswith(".json") else hf.tokenizer(tokenizer, flag)
     elif meta.get("arch") is None and meta.get("model") and not (Path(str(meta["model"])) / "model.safetensors").is_file():
-        tok = TextTokenizer.from_hf(str(meta["model"]))  # a Hugging Face model's own tokenizer
+        tok = hf.tokenizer(str(meta["model"]), f"the tokenizer of {meta.get('name')}")  # a Hugging Face model's own
     else:
         tok = None
     ev = EvalSet.from_corpus(eval_dir, tokenizer=tok)
@@ -207,7 +208,7 @@ def _evalset_of(meta: dict, eval_dir: str, tokenizer: Optional[str]):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="score file of model A (the baseline)")
     p.add_argument("--b", required=True, help="score file of model B")
-    p.add_argument("--eval", required=True, help="the corpus both were scored on (docs/eval.jsonl)")
+    p.add_argument("--eval", required=True, type=eval_corpus, help="the corpus both were scored on (docs/eval.jsonl)")
     p.add_argument("--tokenizer-a", default=None, help="A's tokenizer (tokenizer.json or a Hugging Face id/folder); "
                    "default: its model's")
     p.add_argument("--tokenizer-b", default=None)
@@ -229,8 +230,8 @@ def run(args: argparse.Namespace) -> int:
     names = sa.meta.get("name", "A"), sb.meta.get("name", "B")
     check_output_dir("--out", args.out, ("words.csv", "summary.json"), "a word table",
                      lambda out: json_fields(out / "summary.json", "a", "b"), " vs ".join(names), args.overwrite)
-    ev_a = _evalset_of(sa.meta, args.eval, args.tokenizer_a)
-    ev_b = _evalset_of(sb.meta, args.eval, args.tokenizer_b)
+    ev_a = _evalset_of(sa.meta, args.eval, args.tokenizer_a, "--tokenizer-a")
+    ev_b = _evalset_of(sb.meta, args.eval, args.tokenizer_b, "--tokenizer-b")
     for s, ev, name in ((sa, ev_a, args.a), (sb, ev_b, args.b)):
         if s.loss.shape[0] != ev.n_tokens:
             raise AnalysisError(f"{name}: {s.loss.shape[0]} tokens, the eval set under its tokenizer has {ev.n_tokens}")

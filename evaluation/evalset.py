@@ -56,6 +56,8 @@ class TextTokenizer:
         from tokenizers import Tokenizer
 
         path = Path(path)
+        if not path.is_file():  # the tokenizers library's own error names no path
+            raise FileNotFoundError(f"{path}: no such tokenizer file")
         tok = Tokenizer.from_file(str(path))
         eot = tok.token_to_id(eot_token)
         if eot is None:

@@ -151,6 +151,10 @@ def validate_run(cfg: RunConfig, world: int = 1) -> None:
     s = t.schedule
     if not (0 <= s.warmup_frac < 1 and 0 <= s.decay_frac <= 1 and s.warmup_frac + (s.decay_frac if s.kind == "wsd" else 0) <= 1):
         raise ConfigError("train.schedule: warmup_frac and decay_frac must be fractions summing to <= 1")
+    if not 0 <= s.min_lr_ratio <= 1:  # above 1 the decay would raise the learning rate
+        raise ConfigError(f"train.schedule.min_lr_ratio: a fraction of the peak in [0, 1], got {s.min_lr_ratio}")
+    if not 0 <= t.seed < 2 ** 32:  # numpy's generators (data order) take 32-bit seeds
+        raise ConfigError(f"train.seed: must be in [0, 2**32), got {t.seed}")
     for f in t.eval.anneal_at:
         if not 0 < f < 1:
             raise ConfigError(f"train.eval.anneal_at: {f} is not a fraction of training in (0, 1)")
@@ -197,7 +201,11 @@ def default_name(cfg: RunConfig, overrides: list[str]) -> str:
 
 def load_run_config(overrides: list[str]) -> RunConfig:
     cfg = compose("config", overrides, "run_schema", RunConfig)
-    named = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o} & {"name", "run_dir"}
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    if {"model.ratio", "model.pattern"} <= given and cfg.model.ratio is not None:  # ratio would ignore the pattern
+        raise ConfigError(f"model.ratio={cfg.model.ratio} and model.pattern={list(cfg.model.pattern)}: give one of "
+                          "the two (the ratio builds the pattern)")
+    named = given & {"name", "run_dir"}
     if "name" not in named:
         cfg.name = default_name(cfg, overrides)
         if "run_dir" not in named:

@@ -132,8 +132,14 @@ class Evaluator:
 
 
 def load_filters(path: str, evalset: EvalSet, keep: Optional[np.ndarray]) -> dict[str, np.ndarray]:
-    """Masks from a filters.npz; refuses a file made for another eval set."""
-    with np.load(path, allow_pickle=False) as z:
+    """Masks from a filters.npz; refuses a file made for another eval set, or no .npz at all."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"train.eval.filters: {path}: no such file") from None
+    except Exception:  # a text file ("pickled data"), not a zip, truncated
+        raise ConfigError(f"train.eval.filters: {path}: not a filters file (not a readable .npz archive)") from None
+    with z:
         made_for = str(z["eval_hash"]) if "eval_hash" in z.files else None
         if made_for != evalset.eval_hash:
             raise ConfigError(f"train.eval.filters: {path} was made for eval set {str(made_for)[:16]}…, "
@@ -219,6 +225,25 @@ class MetricsLog:
 
 
 # ---- the run ----------------------------------------------------------------------------------------------------
+TRAIN_FILES = ("train.bin", "train_docs.npy", "tokenizer.json")
+
+
+def check_corpus_files(corpus_dir) -> None:
+    """The corpus's training files against the sha256s its manifest recorded when it was built, at start-up: a
+    truncated or swapped train.bin otherwise fails deep in the embedding, or trains on other tokens without a word."""
+    from train.checkpoint import sha256_file
+    try:
+        files = json.loads((Path(corpus_dir) / "manifest.json").read_text()).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no manifest (a corpus made by hand): train.json's token count is still checked
+    for rel in TRAIN_FILES:
+        want = (files.get(rel) or {}).get("sha256") if isinstance(files.get(rel), dict) else None
+        path = Path(corpus_dir) / rel
+        if want and path.is_file() and sha256_file(path) != want:
+            raise ConfigError(f"data: {path} does not match the sha256 in {Path(corpus_dir) / 'manifest.json'} "
+                              f"({want[:16]}…): the corpus changed since it was built; rebuild or unpack it again")
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig):
         self.cfg, t = cfg, cfg.train
@@ -226,7 +251,11 @@ class Trainer:
         self.device = resolve_device(cfg, self.dist)
         if t.threads:
             torch.set_num_threads(t.threads)
-        self.corpus = PackedCorpus(cfg.data.corpus_dir())
+        check_corpus_files(cfg.data.corpus_dir())
+        try:
+            self.corpus = PackedCorpus(cfg.data.corpus_dir())
+        except ValueError as exc:  # train.bin and train.json disagree
+            raise ConfigError(f"data: {exc}") from None
         if cfg.model.vocab_size not in (0, self.corpus.vocab_size):
             raise ConfigError(f"model.vocab_size: {cfg.model.vocab_size}, but the corpus's tokenizer has "
                               f"{self.corpus.vocab_size} tokens (leave it 0: the tokenizer sets it)")
@@ -255,6 +284,10 @@ class Trainer:
         self.milestone_steps = {max(1, round(f * self.total_steps)) for f in t.checkpoint.milestones} | {self.total_steps}
 
         self._check_run_dir()
+        if cfg.data.vocab_size and cfg.data.vocab_size != self.corpus.vocab_size:  # said, after every refusal
+            logging.warning("data.vocab_size=%d is not the vocabulary of %s (its tokenizer has %d tokens): the "
+                            "tokenizer decides; data.vocab_size only sizes a corpus being built", cfg.data.vocab_size,
+                            cfg.data.corpus_dir(), self.corpus.vocab_size)
         self.start_over = False  # train.new_run=true over a run of another config: run() moves that one aside
         self.resume_from = self._find_resume()
         torch.manual_seed(t.seed)
@@ -605,6 +638,9 @@ def main(argv: list[str]) -> int:
     except NonFiniteLoss as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print("error: interrupted; the same command resumes from the last checkpoint", file=sys.stderr)
+        return 130
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -17,7 +17,7 @@ generate and score need only numpy, pandas, tokenizers and torch (no spaCy, Hydr
 """
 from __future__ import annotations
 
-from analysis.errors import AnalysisError, check_output, check_output_dir, csv_header, npz_meta
+from analysis.errors import AnalysisError, check_output, check_output_dir, csv_header, device_arg, npz_meta, positive_int
 from analysis.probes.planted import GAPS as PLANTED_GAPS
 
 import argparse
@@ -25,6 +25,16 @@ import json
 import sys
 import time
 from pathlib import Path
+
+
+def probe_names(text: str) -> list[str]:
+    """A comma-separated subset of the probes."""
+    from analysis.probes.probeset import PROBES
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROBES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown probe(s) {', '.join(unknown) or repr(text)} (known: {', '.join(PROBES)})")
+    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--preset", choices=["small", "tiny"], default="small",
                    help="small: documents fit T=2048 tokens; tiny: fit T=256 (CPU models)")
-    g.add_argument("--probes", default=None, help="comma-separated subset (default: all)")
-    g.add_argument("--docs-per-level", type=int, default=None, help="override the preset's documents per level")
+    g.add_argument("--probes", type=probe_names, default=None, help="comma-separated subset (default: all)")
+    g.add_argument("--docs-per-level", type=positive_int, default=None, help="override the preset's documents per level")
     g.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
     s = sub.add_parser("score", help="per-target loss / exact match of one model")
@@ -47,9 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--probes", required=True, help="probe set directory (from `probes generate`)")
     s.add_argument("--out", required=True, help="result file (results/probes/<arch>-s<seed>.npz are copied from these)")
     s.add_argument("--name", default=None, help="label for the model (default: from the path)")
-    s.add_argument("--context", type=int, default=2048)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    s.add_argument("--context", type=positive_int, default=2048)
+    s.add_argument("--batch-size", type=positive_int, default=8)
+    s.add_argument("--device", type=device_arg, default=None, help="default: cuda when available, else cpu")
     s.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None, help="autocast (default bf16 on CUDA)")
     s.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
     s.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
@@ -63,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--a", nargs="+", required=True, help="result files of A (one per seed)")
     c.add_argument("--b", nargs="+", required=True, help="result files of B (one per seed)")
     c.add_argument("--out", default=None, help="also write the full table as CSV")
-    c.add_argument("--n-boot", type=int, default=1000)
+    c.add_argument("--n-boot", type=positive_int, default=1000)
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c.add_argument("--shortcuts", default=None,
                    help="shortcuts file (from `probes shortcuts`, same probe set): leave out the targets a shortcut "
@@ -73,10 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pg = sub.add_parser("planted-generate", help="planted-repeat probe: random spans planted twice (planted.py)")
     pg.add_argument("--corpus", required=True, help="built corpus whose train.bin gives the unigram distribution")
     pg.add_argument("--out", required=True, help="directory for planted.npz")
-    pg.add_argument("--window", type=int, default=2048)
-    pg.add_argument("--span", type=int, default=32)
+    pg.add_argument("--window", type=positive_int, default=2048)
+    pg.add_argument("--span", type=positive_int, default=32)
     pg.add_argument("--gaps", default=",".join(map(str, PLANTED_GAPS)), help="comma-separated gaps in tokens")
-    pg.add_argument("--per-gap", type=int, default=32)
+    pg.add_argument("--per-gap", type=positive_int, default=32)
     pg.add_argument("--seed", type=int, default=0)
     pg.add_argument("--overwrite", action="store_true", help="replace an --out of another kind")
 
@@ -88,8 +98,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ps.add_argument("--out", required=True,
                     help="result file (results/probes/planted/<arch>-s<seed>.npz are copied from these)")
     ps.add_argument("--name", default=None)
-    ps.add_argument("--batch-size", type=int, default=8)
-    ps.add_argument("--device", default=None)
+    ps.add_argument("--batch-size", type=positive_int, default=8)
+    ps.add_argument("--device", type=device_arg, default=None)
     ps.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None)
     ps.add_argument("--kernels", choices=["auto", "reference", "triton"], default=None)
     ps.add_argument("--overwrite", action="store_true", help="replace an --out of another model or kind")
@@ -112,8 +122,7 @@ def _generate(args) -> int:
     check_output_dir("--out", args.out, (DOCS, TARGETS, MANIFEST), "a probe set",
                      lambda d: "" if is_probe_manifest(d / MANIFEST) else None, overwrite=args.overwrite)
     t0 = time.perf_counter()
-    probes = args.probes.split(",") if args.probes else None
-    m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=probes,
+    m = generate_probe_set(args.out, seed=args.seed, preset=args.preset, probes=args.probes,
                            docs_per_level=args.docs_per_level)
     secs = time.perf_counter() - t0
     out = Path(args.out)
@@ -309,7 +318,7 @@ def _planted_compare(args) -> int:
 
     tables = []
     for p in args.results:
-        r = planted.load(p)
+        r = planted.load(p, ("loss", "gap", "span"), "planted-repeat results (from `planted-score`)")
         tables.append(planted.retrieval_gain(r["loss"], r).assign(model=Path(p).stem))
     df = pd.concat(tables, ignore_index=True)
     print(df.to_string(index=False, float_format="%.3f"))

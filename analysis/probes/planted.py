@@ -98,8 +98,10 @@ def save(path: Union[str, Path], arrays: dict) -> Path:
     return atomic_write_stream(Path(path), lambda f: np.savez(f, **arrays))
 
 
-def load(path: Union[str, Path]) -> dict:
-    with np.load(path) as z:
+def load(path: Union[str, Path], members=("tokens",), kind: str = "a planted-repeat set (from `planted-generate`)") -> dict:
+    from analysis.errors import check_npz
+    check_npz(path, members, kind)
+    with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 

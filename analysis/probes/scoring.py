@@ -141,5 +141,7 @@ def save_results(path: Union[str, Path], arrays: dict, meta: dict) -> Path:
 
 
 def load_results(path: Union[str, Path]) -> ProbeResult:
+    from analysis.errors import check_npz
+    check_npz(path, [*ARRAYS, "meta"], "probe results (from `probes score`)")
     with np.load(path, allow_pickle=False) as z:
         return ProbeResult(**{k: z[k] for k in ARRAYS}, meta={**json.loads(str(z["meta"])), "path": str(path)})

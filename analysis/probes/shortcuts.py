@@ -225,6 +225,8 @@ def save_shortcuts(path: Union[str, Path], arrays: dict, probe_set_hash: str, me
 
 
 def load_shortcuts(path: Union[str, Path]) -> Shortcuts:
+    from analysis.errors import check_npz
+    check_npz(path, [*ARRAYS, *ALIGN, "probe_set_hash", "meta"], "a shortcuts file (from `probes shortcuts`)")
     with np.load(path, allow_pickle=False) as z:
         return Shortcuts(**{k: z[k] for k in ARRAYS + ALIGN}, probe_set_hash=str(z["probe_set_hash"]),
                          meta={**json.loads(str(z["meta"])), "path": str(path)})
