@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from models.ours import in_results
+from models.ours import Refused, check_ours, in_results, mark
 
 
 class AnalysisError(Exception):
@@ -135,6 +135,30 @@ def check_output_dir(flag: str, out, names: Iterable[str], kind: str, holds: Cal
     for name in names:
         check_output(flag, out / name, kind, lambda _: holds(out), want, overwrite)
     return out
+
+
+def check_figure_outputs(results: Path, out: Path, report: Optional[Path] = None, overwrite: bool = False) -> None:
+    """figures / sweep write PNG, PDF and CSV files by fixed names into `out` and, for figures, an HTML report:
+    under their --results folder (what they regenerate) anything goes; elsewhere `out` must be new, empty or a
+    figure folder of ours (its marker, written here), and an existing `report` one of our reports, unless
+    --overwrite: the fixed names must not land on a user's files of the same name."""
+    def under_results(path: Path) -> bool:
+        p, r = path.resolve(), results.resolve()
+        return p == r or r in p.parents
+    if overwrite:
+        return
+    if not under_results(out):
+        try:
+            check_ours(out, "figures", "--out")
+        except Refused as exc:
+            raise AnalysisError(f"{exc} (or --overwrite)") from None
+        out.mkdir(parents=True, exist_ok=True)
+        mark(out, "figures")
+    if report is not None and report.exists() and not under_results(report):
+        head = report.read_text(encoding="utf-8", errors="replace")[:300]
+        if "<title>tokengap:" not in head:
+            raise AnalysisError(f"--report {report}: exists and is not a tokengap report; pass --overwrite to "
+                                "replace it, or another --report")
 
 
 def check_npz(path, members: Iterable[str], kind: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import AnalysisError, existing_file, positive_int
+from analysis.errors import AnalysisError, check_figure_outputs, existing_file, positive_int
 
 BASELINE = "transformer"
 CLIFF_BINS = ((1, 32), (33, 128), (129, 512), (513, 2048))  # copy distance in tokens, inclusive
@@ -239,6 +239,7 @@ def to_markdown(cliff, sweep, notes: list[str]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default=None, help="figure directory (default: <results>/figures)")
+    p.add_argument("--overwrite", action="store_true", help="write over files of the same names outside --results")
     p.add_argument("--update", type=existing_file, default=None, help="a markdown file whose sweep:begin/end block is replaced")
     p.add_argument("--n-boot", type=positive_int, default=1000)
 
@@ -252,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError(f"{args.update}: no <!-- sweep:begin --> ... <!-- sweep:end --> block")
     labels, sides, clusters = _inputs(results)
     out = Path(args.out) if args.out else results / "figures"
+    check_figure_outputs(results, out, overwrite=args.overwrite)
     (results / "sweep").mkdir(parents=True, exist_ok=True)
     cliff = cliff_table(labels, sides, clusters, args.n_boot)
     atomic_write_text(results / "sweep" / "cliff.csv", cliff.to_csv(index=False, float_format="%.6g"))

@@ -25,7 +25,7 @@ PathLike = Union[str, Path]
 MARKER = ".tokengap"
 LOCK = ".lock"
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-KINDS = {"run": "run directory", "corpus": "corpus"}
+KINDS = {"run": "run directory", "corpus": "corpus", "figures": "figure folder"}
 LEGACY = {"run": "run.json", "corpus": "manifest.json"}  # each holds "tokenizer_sha256"
 
 

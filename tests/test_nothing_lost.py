@@ -326,3 +326,27 @@ def test_a_failed_checkpoint_write_leaves_no_temp_directory(corpus, tmp_path, mo
     root = run / "checkpoints"
     assert [s for s, _ in ckpt.list_checkpoints(root)] == [5] and not list(root.glob(".tmp-*"))
     assert ckpt.verify(root / "step_000000005")["step"] == 5
+
+
+def test_figures_and_sweep_write_outside_results_only_into_a_figure_folder_of_ours(synthetic_results, tmp_path):
+    """figures and sweep write files of fixed names: outside their --results folder only into a new, empty or
+    earlier figure folder of ours, and over a report of ours; a user's folder or page is refused in one line and
+    left as it was, unless --overwrite."""
+    res = synthetic_results(seeds=(0, 1), n_docs_per_domain=6, units=6)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "gap_by_domain.png").write_bytes(b"my own picture")
+    page = tmp_path / "page.html"
+    page.write_text("<html>my page</html>")
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (user / "gap_by_domain.png", page)}
+    quick = ["--n-boot", "20"]
+    for argv in (["figures", "--results", str(res), "--out", str(user), *quick],
+                 ["figures", "--results", str(res), "--out", str(tmp_path / "new"), "--report", str(page), *quick],
+                 ["sweep", "--results", str(res), "--out", str(user), *quick]):
+        assert analysis(argv) == 2, argv
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before
+    fresh = tmp_path / "figs"
+    argv = ["figures", "--results", str(res), "--out", str(fresh), "--report", str(tmp_path / "r.html"), *quick]
+    assert analysis(argv) == 0 and kind_of(fresh) == "figures" and (fresh / "gap_by_domain.png").is_file()
+    assert analysis(argv) == 0  # its own folder and report again
+    assert analysis(["figures", "--results", str(res), "--out", str(user), "--overwrite", *quick]) == 0

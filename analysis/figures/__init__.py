@@ -163,6 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results", help="results directory (labels, scores/, curves/)")
     p.add_argument("--out", default=None, help="figure directory (default: <results>/figures)")
     p.add_argument("--report", default=None, help="HTML report (default: <results>/report.html)")
+    p.add_argument("--overwrite", action="store_true", help="write over files of the same names outside --results")
     p.add_argument("--baseline", default="transformer", help="architecture every other one is compared against")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -171,7 +172,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.report import markdown_html, write_report
 
-    from analysis.errors import AnalysisError
+    from analysis.errors import AnalysisError, check_figure_outputs
     t0 = time.perf_counter()
     results = Path(args.results)
     if not results.is_dir():
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisError(f"--results {results}: no scores/, curves/ or probes/ in it (nothing to draw)")
     out = Path(args.out) if args.out else results / "figures"
     report = Path(args.report) if args.report else results / "report.html"
+    check_figure_outputs(results, out, report, args.overwrite)
     entries, info = make_all(results, out, args.baseline, args.n_boot, args.seed)
     claims = results / "claims.md"  # the headline: the claims table (python -m analysis claims), when there is one
     headline = markdown_html(claims.read_text()) if claims.is_file() else ""
