@@ -86,3 +86,24 @@ def test_split_long_cuts_at_paragraphs_and_loses_nothing(max_chars):
     t = "\n\n".join(text(i, n_words=i % 40 + 1) for i in range(30))
     parts = split_long(t, max_chars)
     assert "".join(parts) == t and all(len(p) <= max_chars for p in parts)
+
+
+def test_a_hand_edited_extraction_cache_is_extracted_again_and_said(tmp_path, capsys):
+    """The extraction cache is read only while it matches the sha256 recorded when it was written: a cache edited
+    by hand would build a different corpus without a word, so it is extracted again and the log says why."""
+    from train.data.collect import extracted
+    from train.data.sources import Source
+    calls = []
+
+    def extract(path):
+        calls.append(path)
+        return [("b", "second text"), ("a", "first text")]
+    src = Source("toy", "books", "pypi", "toy", "1.0", extract)
+    first = extracted(src, tmp_path / "pkg.whl", "ab" * 32, tmp_path)
+    assert first == [("a", "first text"), ("b", "second text")] and len(calls) == 1
+    assert extracted(src, tmp_path / "pkg.whl", "ab" * 32, tmp_path) == first and len(calls) == 1  # from the cache
+    cache = next((tmp_path / "extracted").glob("toy-*.jsonl"))
+    cache.write_text(cache.read_text().replace("first text", "edited text"))
+    assert extracted(src, tmp_path / "pkg.whl", "ab" * 32, tmp_path) == first and len(calls) == 2
+    assert "was changed since it was written; extracting again" in capsys.readouterr().out
+    assert extracted(src, tmp_path / "pkg.whl", "ab" * 32, tmp_path) == first and len(calls) == 2  # restored

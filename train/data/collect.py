@@ -2,7 +2,8 @@
 
 The extraction cache (`<cache>/extracted/<source>-<key>.jsonl`) is keyed by the fetched file's sha256 and
 EXTRACT_VERSION, so a second build (any mix) reads it instead of re-reading the packages. It is written to a temp
-file and renamed, so an interrupted build never leaves half an extraction behind.
+file and renamed, so an interrupted build never leaves half an extraction behind, and its sha256 is kept beside it
+(`.jsonl.sha256`): a cache changed since is extracted again, not built into a corpus.
 """
 from __future__ import annotations
 
@@ -34,12 +35,19 @@ def fetch_source(src: Source, cache: Path, lock: Lock, relock: bool = False) -> 
 
 
 def extracted(src: Source, path: Path, sha256: str, cache: Path) -> list[tuple[str, str]]:
-    """(name, text) pairs of `src`, sorted by name; from the cache when the same file was extracted before."""
+    """(name, text) pairs of `src`, sorted by name; from the cache when the same file was extracted before and the
+    cache still has the sha256 recorded beside it when it was written (a hand-edited cache would otherwise build a
+    different corpus without a word: it is extracted again, and the log says so)."""
     key = hashlib.sha256(f"{src.name}:{sha256}:{EXTRACT_VERSION}".encode()).hexdigest()[:16]
     cached = Path(cache) / "extracted" / f"{src.name}-{key}.jsonl"
+    stamp = cached.with_name(cached.name + ".sha256")
     if cached.exists():
-        with open(cached, encoding="utf-8") as f:
-            return [tuple(json.loads(line)) for line in f]
+        want = stamp.read_text().strip() if stamp.is_file() else None
+        if want == hashlib.sha256(cached.read_bytes()).hexdigest():
+            with open(cached, encoding="utf-8") as f:
+                return [tuple(json.loads(line)) for line in f]
+        why = "was changed since it was written" if want else "has no recorded sha256"
+        print(f"  {src.name}: the extraction cache {cached} {why}; extracting again", flush=True)
     docs = sorted(src.extract(path))
     if len({name for name, _ in docs}) != len(docs):
         raise RuntimeError(f"{src.name}: extractor yielded a document name twice")
@@ -48,7 +56,9 @@ def extracted(src: Source, path: Path, sha256: str, cache: Path) -> list[tuple[s
     with open(tmp, "w", encoding="utf-8") as f:
         for doc in docs:
             f.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     os.replace(tmp, cached)
+    stamp.write_text(digest + "\n")  # after the rename: a stamp never vouches for a file that is not there yet
     return docs
 
 
