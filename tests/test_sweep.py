@@ -95,7 +95,7 @@ def test_sweep_recovers_a_planted_trend(synthetic_results, tmp_path):
                         {**t.meta, "name": p.config})
     doc = tmp_path / "R.md"
     doc.write_text("a\n<!-- sweep:begin -->\n<!-- sweep:end -->\nb\n")
-    run(argparse.Namespace(results=str(res), out=str(tmp_path / "fig"), update=str(doc), n_boot=200))
+    run(argparse.Namespace(results=str(res), out=str(tmp_path / "fig"), update=str(doc), n_boot=200, overwrite=False))
     df = pd.read_csv(res / "sweep" / "sweep.csv")
     r4 = df[df["category"] == "repeated_4"].set_index("config")
     for p in SWEEP:
