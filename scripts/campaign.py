@@ -29,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+from analysis.labels import load_filters
 from evaluation.scorefile import ScoreFileError, code_version, load_scores
 from models.atomic import atomic_write_text
 
@@ -123,11 +123,6 @@ def entry(run: str, results: Path) -> dict:
             "final_eval_loss": round(final, 4) if final is not None else None}
 
 
-def eval_hash_of_filters(results: Path) -> str:
-    with np.load(results / "filters.npz", allow_pickle=False) as z:
-        return str(z["eval_hash"])
-
-
 def ingest(src: Path, results: Path, led: dict, overwrite: bool = False) -> list[str]:
     """Unpack every <run>.tar.gz in src into results/ and enter the run in the ledger. Refused in one line, before
     anything is written: a run the ledger does not plan, a run already entered (without overwrite), a member outside
@@ -135,7 +130,7 @@ def ingest(src: Path, results: Path, led: dict, overwrite: bool = False) -> list
     tars = sorted(Path(src).glob("*.tar.gz"))
     if not tars:
         raise CampaignError(f"{src}: no <run>.tar.gz here")
-    want = eval_hash_of_filters(results)
+    want = load_filters(results / "filters.npz")[1]
     planned = {p["run"] for p in led["planned"]}
     staged = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -273,7 +268,8 @@ def main(argv=None) -> int:
         if args.cmd == "pack":
             if not os.environ.get("OUT"):
                 raise CampaignError("pack: OUT is not set (the folder whose files come back from the GPU machine)")
-            pack(split_run(args.run) and args.run, Path(os.environ["OUT"]))
+            split_run(args.run)  # a run name, or the one-line error
+            pack(args.run, Path(os.environ["OUT"]))
             return 0
         if args.cmd == "ingest":
             done = ingest(args.dir, args.ledger.parent, led, args.overwrite)
