@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from evaluation.evalset import EvalSet
 from models.ops.ce.reference import chunked_cross_entropy
@@ -43,6 +44,50 @@ class HFScorer:
         h = self.decoder(input_ids=inputs, use_cache=False).last_hidden_state  # no cache to fill: scoring only
         return chunked_cross_entropy(h, self.head.weight, targets, chunk_tokens, bias=self.head.bias,
                                      return_correct=True)
+
+
+class LogitsScorer:
+    """Any causal LM as a callable from input ids (b, l) int64 to logits (b, l, vocab): an nn.Module or a function
+    whose output is the logits, a tuple starting with them, or an object with `.logits`. The logits materialise
+    (b, l, vocab) at once, unlike the two scorers above; the loss is computed from them in float32."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, inputs, targets, chunk_tokens):
+        out = self.model(inputs)
+        logits = getattr(out, "logits", out)
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        if not isinstance(logits, torch.Tensor) or logits.shape[:2] != inputs.shape:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"the model returned {got} for input ids {tuple(inputs.shape)}: expected logits "
+                             "(batch, seqlen, vocab)")
+        logits = logits.float()
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+        return loss.view_as(targets), logits.argmax(-1) == targets
+
+
+def scorer_for(model):
+    """The scorer of a model: a tokengap LM, a transformers causal LM (PreTrainedModel with an output
+    embedding), else any callable from input ids to logits."""
+    if hasattr(model, "hidden_states") and hasattr(model, "lm_head"):
+        return ZooScorer(model)
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # transformers is a dependency; a broken install still scores through the logits
+        PreTrainedModel = ()
+    if isinstance(model, PreTrainedModel) and model.get_output_embeddings() is not None:
+        return HFScorer(model)
+    if not callable(model):
+        raise TypeError(f"{type(model).__name__} is not a model: expected a callable from input ids to logits")
+    return LogitsScorer(model)
+
+
+def masked_means(loss: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """{name: mean of loss (N,) over the tokens of mask (N,) bool}; NaN for a mask with no token. Training's
+    evaluation and the in-loop library (analysis/inloop.py) both report through this one function."""
+    return {k: float(loss[m].mean()) if m.any() else float("nan") for k, m in masks.items()}
 
 
 # ---- scoring ------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from evaluation.evalset import EvalSet
 from evaluation.scorefile import code_version
-from evaluation.scoring import ZooScorer, score
+from evaluation.scoring import ZooScorer, masked_means, score
 from models import LM
 from models.config import ConfigError, to_plain
 from models.ops.gdn.fla import GDNKernelCheckError
@@ -125,10 +125,7 @@ class Evaluator:
                               self.dtype, progress=progress, desc=desc)
         self.last = (loss, correct)
         model.train(was_training)
-        out = {"eval/all": float(loss.mean())}
-        for k, m in self.masks.items():
-            out[k] = float(loss[m].mean()) if m.any() else float("nan")
-        return out
+        return {"eval/all": float(loss.mean()), **masked_means(loss, self.masks)}
 
 
 def load_filters(path: str, evalset: EvalSet, keep: Optional[np.ndarray]) -> dict[str, np.ndarray]:
