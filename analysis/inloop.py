@@ -31,9 +31,10 @@ from evaluation.scoring import masked_means, score, scorer_for
 # a 4-gram copy, function words, tokens that continue a copied 4- / 8-gram, opening and closing delimiters; and
 # each domain. Any name of `filter_names()` can be chosen.
 DEFAULT_FILTERS = ("content_novel", "function", "repeated_4", "repeated_8", "open_delim", "close_delim")
-# A filter (or domain) of the in-loop set must hold at least this many tokens. Per-token losses spread about
-# 2.5 nats (sd, our small runs' eval sets): the standard error of a mean over 1,000 tokens is 0.08 nats before any
-# correlation between neighbouring tokens, about the size of the gaps the study reports. Fewer are refused.
+# A filter (or domain) of the in-loop set must hold at least this many tokens. Per-token losses spread 2.9 nats
+# (sd over the small eval set's 1.1M tokens, results/scores/hybrid-s0.npz): the standard error of a mean over 1,000
+# tokens is 0.09 nats before any correlation between neighbouring tokens, about the size of the gaps the study
+# reports. Fewer are refused.
 MIN_FILTER_TOKENS = 1000
 DEFAULT_CACHE = Path("~/.cache/tokengap/inloop")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -39,6 +40,7 @@ from models.kernels import KernelChoice
 from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
 from models.mixers.gdn import GDNConfig, GatedDeltaNet, to_hf_state_dict
 from models.mixers.mamba2 import Mamba2
+from models.ops.gdn.reference import gdn_chunked_torch
 from models.ops.conv.external import wrap_fla_conv
 from models.ops.conv.reference import causal_conv1d_torch
 from models.ops.external import (causal_conv1d_cuda, fla_gated_delta_rule, fla_triton_conv, mamba_ssm_triton,
@@ -119,6 +121,19 @@ def compare(check, dtype, a, b):
     missing = set(gb) ^ set(ga)
     if missing:
         record(check, dtype, f"grads missing {sorted(missing)}", float("inf"))
+
+
+def compare_to_floor(check, dtype, got, ref, floor):
+    """compare(), each value held to max(TOL, FLOOR_MULT x the floor's error for it): the floor is an
+    implementation of the same math with the kernel's rounding (got, ref, floor: (output, {name: grad}))."""
+    from models.ops.gdn.fla import FLOOR_MULT
+    (yg, gg), (yr, gr), (yf, gf) = got, ref, floor
+    record(check, dtype, "output", rel(yg, yr), max(TOL[dtype], FLOOR_MULT * rel(yf, yr)))
+    tols = {k: max(TOL[dtype], FLOOR_MULT * rel(gf[k], gr[k])) for k in gr}
+    errs = {k: rel(gg[k], gr[k]) for k in gr if k in gg}
+    worst = max(errs, key=lambda k: errs[k] / tols[k])
+    record(check, dtype, f"grad (worst vs its tol: {worst})", errs[worst], tols[worst])
+    print("    every gradient (error / tol): " + ", ".join(f"{k} {errs[k]:.1e}/{tols[k]:.0e}" for k in errs), flush=True)
 
 
 def mamba_layers(device):
@@ -422,7 +437,18 @@ def check_gdn(device, x):
         first = run_layer(kernel, x, dtype)
         repeat = run_layer(kernel, x, dtype)
         first_call_note(f"gdn layer {str(dtype).removeprefix('torch.')}", first[1], repeat[1])
-        compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, repeat, ref)
+        if dtype == torch.float32:
+            # fla's dots read float32 operands as TF32: the floor is the twin with TF32-rounded operands (the conv
+            # and norm on their twins). dt_bias and A_log receive sums of dg over every token, where TF32's
+            # rounding adds up; each gradient is held to FLOOR_MULT x its floor where that exceeds TOL (the rule of
+            # check_backward, fixed 2026-12-07 before this row was measured with the floor)
+            tf32 = WithOps(layer, needs, KernelChoice(scans="reference"),
+                           gdn=functools.partial(gdn_chunked_torch, mm_dtype="tf32"))
+            floor = run_layer(tf32, x, torch.float32)
+            compare("gdn: ours twin tf32 operands vs ours twin(fp32) [floor]", dtype, floor, ref)
+            compare_to_floor("gdn: ours fla-triton vs ours twin(fp32)", dtype, repeat, ref, floor)
+        else:
+            compare("gdn: ours fla-triton vs ours twin(fp32)", dtype, repeat, ref)
     if torch.bfloat16 in passed:
         # what bf16 costs without any kernel (the floor the row above is read against), and fla's op alone
         # (conv and gated norm on their twins): the layer row's error is fla's only if this one carries it

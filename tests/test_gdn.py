@@ -301,6 +301,34 @@ def test_bf16_operands_cost_the_twin_a_bf16_sized_error():
         assert 1e-4 < err < 3e-2, (name, err)
 
 
+def test_round_tf32_known_answers():
+    """TF32 keeps 10 mantissa bits: 1 + 2^-10 survives, 1 + 2^-12 rounds down, a tie (1 + 2^-11) rounds away from
+    zero; the relative rounding error is at most 2^-11; inf stays inf."""
+    from models.ops.gdn.reference import round_tf32
+    x = torch.tensor([1.0, 1 + 2 ** -10, 1 + 2 ** -11, 1 + 2 ** -12, -1 - 2 ** -11, float("inf")])
+    assert round_tf32(x).tolist() == [1.0, 1 + 2 ** -10, 1 + 2 ** -10, 1.0, -1 - 2 ** -10, float("inf")]
+    y = torch.randn(10000, generator=torch.Generator().manual_seed(0))
+    r = round_tf32(y)
+    assert bool(((r.view(torch.int32) & 0x1FFF) == 0).all())
+    assert 2 ** -13 < float(((r - y).abs() / y.abs()).max()) <= 2 ** -11
+
+
+def test_tf32_operands_cost_the_twin_a_tf32_sized_error():
+    """gdn_chunked_torch(mm_dtype="tf32"), the floor of fla's float32 path: between float32 and bf16's errors."""
+    a = _inputs(2, 100, 2, 16, 32, seed=7)
+    dy = torch.randn(2, 100, 2, 32, dtype=torch.float64)
+
+    def run(**kw):
+        leaves = [t.float().clone().requires_grad_(True) for t in a.values()]
+        y = gdn_chunked_torch(*leaves, chunk_size=16, **kw)
+        y.backward(dy.float())
+        return [y] + [t.grad for t in leaves]
+    exact, rounded = ([t.detach().double() for t in run(**kw)] for kw in ({}, {"mm_dtype": "tf32"}))
+    for name, e, r in zip("o dq dk dv dg dbeta".split(), exact, rounded):
+        err = float((r - e).norm() / e.norm())
+        assert 1e-5 < err < 4e-3, (name, err)
+
+
 @pytest.mark.parametrize("dg_shift", [0.0, 0.05])
 def test_gpu_check_dg_rows_pass_an_exact_kernel_and_refuse_a_dg_bias(fla_stand_in, monkeypatch, dg_shift):
     """scripts/gpu_check.py's `gdn dg sums` stage on the stand-in (exact float32): every fla row within

@@ -65,3 +65,20 @@ def test_first_call_note_reports_a_first_call_that_differs(monkeypatch):
     equal, shifted = (n["rel_diff"] for n in gc.notes)
     assert set(equal) == {"dg", "A_log", "dg head-sum"} and max(equal.values()) == 0
     assert shifted["A_log"] == pytest.approx(0.1) and shifted["dg head-sum"] > shifted["dg"] > 0
+
+
+def test_compare_to_floor_holds_each_gradient_to_its_floor(monkeypatch):
+    """A gradient 2x its floor's error passes, 4x fails (FLOOR_MULT 3); below TOL the floor does not tighten it.
+    The fp32 GDN layer row on the GPU uses this with the twin on TF32-rounded operands as the floor."""
+    import scripts.gpu_check as gc
+    monkeypatch.setattr(gc, "rows", [])
+    ref = (torch.ones(10), {"a": torch.ones(100), "b": torch.ones(100)})
+    floor = (torch.ones(10), {"a": torch.full((100,), 1.01), "b": torch.ones(100)})  # a: 1e-2 floor, b: 0
+
+    def got(ea, eb):
+        return (torch.ones(10), {"a": torch.full((100,), 1 + ea), "b": torch.full((100,), 1 + eb)})
+    gc.compare_to_floor("t", torch.float32, got(0.02, 0.004), ref, floor)  # a 2x its floor, b within TOL 5e-3
+    gc.compare_to_floor("t", torch.float32, got(0.04, 0.0), ref, floor)    # a 4x its floor
+    gc.compare_to_floor("t", torch.float32, got(0.0, 0.006), ref, floor)   # b over TOL, its floor 0
+    assert [r["ok"] for r in gc.rows] == [True, True, True, False, True, False]
+    assert gc.rows[3]["what"] == "grad (worst vs its tol: a)" and gc.rows[3]["tol"] == pytest.approx(0.03)

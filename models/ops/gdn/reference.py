@@ -22,16 +22,40 @@ Every exponent is <= 0 (g <= 0), so nothing overflows. Only the pass over chunks
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
+def _tf32(t: Tensor) -> Tensor:
+    i = t.view(torch.int32)
+    return torch.where(torch.isfinite(t), ((i + 0x1000) & ~0x1FFF).view(torch.float32), t)
+
+
+class _RoundTF32(torch.autograd.Function):
+    """Rounding whose backward rounds the incoming gradient too, as a cast to bfloat16 does under autograd."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return _tf32(t)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _tf32(g.float())
+
+
+def round_tf32(t: Tensor) -> Tensor:
+    """float32 t rounded to TF32 (8-bit exponent, 10-bit mantissa: the low 13 bits of the mantissa cleared, to
+    nearest, ties away from zero), as tensor cores read float32 operands; differentiable like a dtype cast (the
+    gradient is rounded the same way). Non-finite values are left alone."""
+    return _RoundTF32.apply(t.float())
+
+
 def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Optional[float] = None,
                       chunk_size: int = 64, initial_state: Optional[Tensor] = None,
-                      return_final_state: bool = False, mm_dtype: Optional[torch.dtype] = None):
+                      return_final_state: bool = False, mm_dtype: Optional[Union[torch.dtype, str]] = None):
     """Chunked gated delta rule.
 
     q, k: (b, l, h, K) (L2-normalised by the caller); v: (b, l, h, V); g: (b, l, h) log decay (<= 0);
@@ -40,12 +64,15 @@ def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, 
     when q is float64. mm_dtype (e.g. bfloat16): round the operands of every matrix product to it, products summed
     in the compute dtype, as a tensor-core kernel on bf16 inputs does (its autograd rounds the gradients flowing
     through them too): the precision floor a bf16 kernel is read against (scripts/gpu_check.py), not a training
-    path."""
+    path. mm_dtype "tf32": operands rounded to TF32's 10-bit mantissa (`round_tf32`), the floor of a float32
+    kernel on tensor cores (fla's dots run in TF32)."""
     b, l, h, dk = q.shape
     dv, out_dtype = v.shape[-1], q.dtype
     ct = torch.float64 if q.dtype == torch.float64 else torch.float32
     scale = dk ** -0.5 if scale is None else scale
-    mm = torch.matmul if mm_dtype is None else (lambda a, b: a.to(mm_dtype).to(ct) @ b.to(mm_dtype).to(ct))
+    rnd = (lambda t: t) if mm_dtype is None else round_tf32 if mm_dtype == "tf32" else \
+        (lambda t: t.to(mm_dtype).to(ct))
+    mm = torch.matmul if mm_dtype is None else (lambda a, b: rnd(a) @ rnd(b))
     C = chunk_size
     pad = (-l) % C
     # (b, h, l, .) in the compute dtype; padded steps (g = 0, beta = 0, k = v = q = 0) come after every real one
