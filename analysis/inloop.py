@@ -197,6 +197,16 @@ class FilteredEval:
                    min_filter_tokens)
 
     @classmethod
+    def from_files(cls, source: Union[str, Path], tokenizer, context_len: int = 1024, text_field: str = "text",
+                   domain_field: Optional[str] = None, split: Optional[str] = None, **kw) -> "FilteredEval":
+        """Your own text (evaluation/sources.py, docs/data.md): a folder of .txt files, a .jsonl file (or a folder
+        of them), or a Hugging Face dataset saved with save_to_disk; domains from `domain_field` or one per file.
+        Bad input is one line (SourceError) naming the file and line."""
+        from evaluation.sources import read_docs
+
+        return cls.build(read_docs(source, text_field, domain_field, split), tokenizer, context_len, **kw)
+
+    @classmethod
     def from_corpus(cls, corpus_dir: Union[str, Path], context_len: int, **kw) -> "FilteredEval":
         """The eval documents of a corpus built by `python -m train.data build` (docs/eval.jsonl, its tokenizer)."""
         from evaluation.evalset import read_jsonl

@@ -3,6 +3,8 @@ our training loop's evaluation, tokenizers of every accepted kind, one-line refu
 logged values equal a direct call and whose training the callback does not disturb."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -219,3 +221,21 @@ def test_trainer_callback_logs_a_direct_call_and_disturbs_nothing(tmp_path, ev, 
         return torch.cat([p.detach().flatten() for p in t.model.parameters()])
     assert losses(with_cb) == losses(plain) and torch.equal(weights(with_cb), weights(plain))
     assert not torch.equal(weights(greedy), weights(plain))  # the control: one stolen random number shows
+
+
+def test_from_files_reads_the_users_jsonl(tmp_path, monkeypatch, masks):
+    import analysis.inloop as inloop
+
+    docs = synthetic_docs(n_docs_per_domain=2, units=3, domains=("books", "python"))
+    f = tmp_path / "eval.jsonl"
+    f.write_text("".join(json.dumps({"body": d["text"], "kind": d["domain"]}) + "\n" for d in docs))
+    monkeypatch.setattr(inloop, "label_masks", lambda ev, ctx, cache_dir, progress: {
+        n: np.ones(ev.n_tokens, dtype=bool) for n in DEFAULT_FILTERS})
+    fe = FilteredEval.from_files(f, regex_tokenizer(), context_len=CTX, text_field="body", domain_field="kind",
+                                 min_filter_tokens=1)
+    assert set(fe.counts()) == {"all", "domain/books", "domain/python", *(f"filter/{n}" for n in DEFAULT_FILTERS)}
+    assert fe.evalset.n_tokens == synthetic_evalset_tokens(docs)
+
+
+def synthetic_evalset_tokens(docs):
+    return EvalSet.from_docs(docs, regex_tokenizer()).n_tokens
