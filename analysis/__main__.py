@@ -45,9 +45,11 @@ def main(argv: list[str]) -> int:
             if exc.name != module:
                 raise
     args = parser.parse_args(argv)
+    from analysis.inloop import InLoopError
+    from evaluation.sources import SourceError
     try:
         return importlib.import_module(args.module).run(args)
-    except (AnalysisError, FileNotFoundError) as exc:  # a missing input names its path: one line too
+    except (AnalysisError, SourceError, InLoopError, FileNotFoundError) as exc:  # one line, naming the input
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -77,6 +77,24 @@ def existing_dir(text: str) -> str:
     return text
 
 
+def eval_source(text: str) -> str:
+    """A built corpus directory, or the user's own evaluation text (a .txt / .jsonl file, a folder of them, a saved
+    Hugging Face dataset: evaluation/sources.py); read (and refused, in one line) when the command runs."""
+    if not Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file or folder (a built corpus directory, a folder of .txt "
+                                         "files, a .jsonl file or a saved Hugging Face dataset)")
+    return text
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that read the user's own evaluation text (evaluation/sources.py)."""
+    p.add_argument("--text-field", default="text", help="your JSONL / dataset's text field (default: text)")
+    p.add_argument("--domain-field", default=None,
+                   help="your JSONL / dataset's domain field (default: one domain per file, else 'text')")
+    p.add_argument("--split", default=None, help="the split of a saved DatasetDict (default: its only one, "
+                   "else validation, else test)")
+
+
 def eval_corpus(text: str) -> str:
     """A built corpus directory that holds the eval documents."""
     if not (Path(text) / "docs" / "eval.jsonl").is_file():

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from analysis.errors import AnalysisError, check_output, eval_corpus, positive_int
+from analysis.errors import AnalysisError, add_source_arguments, check_output, eval_source, positive_int
 
 from analysis.categories import REGISTRY, DocView
 from analysis.categories.pos import tagger_texts
@@ -225,7 +225,12 @@ def train_corpus(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eval", required=True, type=eval_corpus, help="built corpus directory holding docs/eval.jsonl")
+    p.add_argument("--eval", required=True, type=eval_source,
+                   help="a built corpus directory, or your own text: a folder of .txt files, a .jsonl file (or a "
+                        "folder of them), a saved Hugging Face dataset (docs/data.md)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer.json or Hugging Face tokenizer name: the model's, for "
+                   "your own text (a corpus uses its own)")
+    add_source_arguments(p)
     p.add_argument("--context", type=positive_int, default=2048,
                    help="context length T of the scoring windows (the models' own: compare refuses a mismatch)")
     p.add_argument("--out", default=None, help="labels file (default: the cache, build/labels/<eval>-T<context>.parquet)")
@@ -273,11 +278,11 @@ def check_overwrite(out: Path, filters: Optional[Path], ev: EvalSet, context_len
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (Path(args.eval) / "docs" / "eval.jsonl").is_file():
-        raise AnalysisError(f"--eval {args.eval}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
-    ev = EvalSet.from_corpus(args.eval)
-    if ev.n_tokens == 0:
-        raise AnalysisError(f"--eval {args.eval}: the eval set has no tokens")
+    from analysis.inloop import as_tokenizer
+    from evaluation.sources import is_corpus, load_evalset
+
+    ev = load_evalset(args.eval, as_tokenizer(args.tokenizer) if args.tokenizer else None, args.text_field,
+                      args.domain_field, args.split)
     cached_out, cached_filters = cache_paths(ev, args.context)
     args.out = args.out or str(cached_out)
     if args.filters is None:
@@ -285,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     check_overwrite(Path(args.out), Path(args.filters) if args.filters else None, ev, args.context, args.overwrite)
     t0 = time.perf_counter()
     rep = run_labels(ev, args.context, args.out, args.filters or None, args.spacy_model,
-                     args.train_corpus or args.eval, not args.no_attribute_ruler, args.spacy_procs, args.force)
+                     args.train_corpus or (args.eval if is_corpus(args.eval) else None), not args.no_attribute_ruler,
+                     args.spacy_procs, args.force)
     wall = time.perf_counter() - t0
     if not rep["ran"]:
         print(f"labels up to date ({args.out}, eval_hash {ev.eval_hash[:16]}…)")

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from analysis.errors import AnalysisError, check_output_dir, device_arg, eval_corpus, json_fields, positive_int
+from analysis.errors import (AnalysisError, add_source_arguments, check_output_dir, device_arg, eval_source, json_fields,
+                             positive_int)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,8 +134,9 @@ def _zoo_run(side: SideSpec, overrides: list[str], run_dir: Path, filters: Path)
 def _score(side: SideSpec, out: Path, eval_dir: str, context: int, args) -> dict:
     """The side's score file under out/scores/, reused when the same model was scored on the same eval set at the
     same context (the model's weights hash, or the hub id, recorded in the file)."""
-    from analysis.score import score_to_file
+    from analysis.score import score_to_file, source_options
     from evaluation.scorefile import ScoreFileError, load_scores
+    from evaluation.sources import is_corpus
     path = out / "scores" / f"{side.name}-s0.npz"
     weights = None
     if side.kind in ("run", "model"):
@@ -152,7 +154,25 @@ def _score(side: SideSpec, out: Path, eval_dir: str, context: int, args) -> dict
                          side.path if side.kind == "hf" else None, context, args.batch_size, args.device,
                          args.dtype, None, side.name,
                          extra={"eval_dir": str(eval_dir), "weights_sha256": weights or "hf:" + side.path},
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, source=source_options(args),
+                         tokenizer=str(_own_tokenizer_path(side)) if side.kind in ("run", "model")
+                         and not is_corpus(eval_dir) else None)
+
+
+def _own_tokenizer_path(side: SideSpec) -> Path:
+    """One of our models' tokenizer: its model directory's tokenizer.json, else its run's corpus's."""
+    p = Path(side.path) / "tokenizer.json"
+    if not p.is_file() and side.corpus:
+        p = Path(side.corpus) / "tokenizer.json"
+    if not p.is_file():
+        raise AnalysisError(f"{side.spec}: no tokenizer.json beside its model and no corpus in its run: it cannot "
+                            "tokenize your own text")
+    return p
+
+
+def _own_tokenizer(side: SideSpec):
+    from evaluation.evalset import TextTokenizer
+    return TextTokenizer.from_file(_own_tokenizer_path(side))
 
 
 def summary_rows(gaps) -> list[tuple]:
@@ -230,7 +250,10 @@ def progress_table(a: SideSpec, b: SideSpec, sa, sb, labels, lmeta: dict, gaps, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="model A, the baseline: runs/NAME, a model directory, hf:ID, zoo:MODEL")
     p.add_argument("--b", required=True, help="model B (e.g. the hybrid), same forms")
-    p.add_argument("--eval", type=eval_corpus, default=None, help="built corpus directory with docs/eval.jsonl (default: the runs')")
+    p.add_argument("--eval", type=eval_source, default=None,
+                   help="a built corpus directory (default: the runs'), or your own text: a folder of .txt files, a "
+                        ".jsonl file (or a folder of them), a saved Hugging Face dataset (docs/data.md)")
+    add_source_arguments(p)
     p.add_argument("--out", required=True, help="output directory (never the committed results/)")
     p.add_argument("--context", type=positive_int, default=None,
                    help="score both at this context (default: the one they were trained with)")
@@ -265,19 +288,26 @@ def run(args: argparse.Namespace) -> int:
     eval_dir = args.eval or a.corpus or b.corpus
     if not eval_dir:
         raise AnalysisError("--eval: needed (no run names its corpus)")
-    if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
-        raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
-    # the tokenization both sides are scored and labelled under: the corpus's, or a Hugging Face model's own
-    toks = [hf_tokenizer(s.path, s.spec) if s.kind == "hf" else None for s in (a, b)]
+    from evaluation.sources import is_corpus, load_evalset, read_docs
+    from analysis.score import source_options
+
+    corpus = is_corpus(eval_dir)
+    if not corpus:  # the user's own text: read (refused in one line) before any model; zoo sides train on a corpus
+        read_docs(eval_dir, **source_options(args))
+        for s in (a, b):
+            if s.kind == "zoo":
+                raise AnalysisError(f"{s.spec}: a zoo model is trained on a corpus: --eval {eval_dir} is your own text "
+                                    "(score trained models on it: runs/NAME, a model directory or hf:ID)")
+    # the tokenization both sides are scored and labelled under: the corpus's, or a model's own (a Hugging Face
+    # model's; one of ours on the user's text: its model directory's tokenizer.json, else its corpus's)
+    toks = [hf_tokenizer(s.path, s.spec) if s.kind == "hf" else None if corpus else _own_tokenizer(s) for s in (a, b)]
     tokenizer = next((t for t in toks if t is not None), None)
     if tokenizer is not None:
         corpus_tok = TextTokenizer.from_file(Path(eval_dir) / "tokenizer.json") if None in toks else None
         if len({(t or corpus_tok).content_sha256 for t in toks}) > 1:
             raise AnalysisError(f"{a.name} and {b.name} use different tokenizers: their per-token losses cannot be "
                                 "aligned token by token (compare them word by word: python -m analysis words)")
-    ev = EvalSet.from_corpus(eval_dir, tokenizer=tokenizer)
-    if ev.n_tokens == 0:
-        raise AnalysisError(f"--eval {eval_dir}: the eval set has no tokens")
+    ev = load_evalset(eval_dir, tokenizer, **source_options(args))
     zoo = {}  # side name -> (overrides, run directory)
     contexts = {s.name: s.context for s in (a, b) if s.context}
     for s in (a, b):
@@ -293,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     # 1. labels: once per eval set and context (cache), then copied into out/
     labels_path, filters_path = cache_paths(ev, context)
     print(f"labels: {labels_path} (context {context})", flush=True)
-    run_labels(ev, context, labels_path, filters_path, train_corpus=eval_dir if tokenizer is None else None)
+    run_labels(ev, context, labels_path, filters_path, train_corpus=eval_dir if tokenizer is None and corpus else None)
     # 2. zoo sides: trained now if missing (after the labels, so that their curves have the filtered losses)
     a = _zoo_run(a, *zoo[a.spec], filters_path) if a.kind == "zoo" else a
     b = _zoo_run(b, *zoo[b.spec], filters_path) if b.kind == "zoo" else b

@@ -18,7 +18,8 @@ import torch
 
 from evaluation.evalset import EvalSet, TextTokenizer
 from evaluation.scorefile import code_version, save_scores
-from analysis.errors import AnalysisError, check_output, device_arg, eval_corpus, npz_meta, positive_int
+from analysis.errors import (AnalysisError, add_source_arguments, check_output, device_arg, eval_source, npz_meta,
+                             positive_int)
 from evaluation.scoring import HFScorer, ZooScorer, score
 
 HF_CONTEXT = 2048  # a Hugging Face model's default scoring context (its config rarely says what it trained at)
@@ -32,7 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a tokengap model directory (config.json + model.safetensors)")
     src.add_argument("--hf", help="a Hugging Face causal LM name or path (its own tokenizer is used)")
-    p.add_argument("--eval", required=True, type=eval_corpus, help="built corpus directory holding docs/eval.jsonl")
+    p.add_argument("--eval", required=True, type=eval_source,
+                   help="a built corpus directory, or your own text: a folder of .txt files, a .jsonl file (or a "
+                        "folder of them), a saved Hugging Face dataset (docs/data.md)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer.json for your own text scored by one of our models "
+                   "(default: the model directory's; a Hugging Face model uses its own)")
+    add_source_arguments(p)
     p.add_argument("--out", required=True, help="score file to write (.npz)")
     p.add_argument("--name", default=None, help="label for the model in reports (default: from the path)")
     p.add_argument("--context", type=positive_int, default=None,
@@ -61,6 +67,11 @@ class LoadedModel:
 
     def kernel_report(self) -> list[str]:
         return self.model.kernel_report() if hasattr(self.model, "kernel_report") else []
+
+
+def source_options(args) -> dict:
+    """The reading options of the user's own eval text (add_source_arguments) from parsed arguments."""
+    return {"text_field": args.text_field, "domain_field": args.domain_field, "split": args.split}
 
 
 def run_name(model_dir: str) -> str:
@@ -144,23 +155,32 @@ def default_dtype(arg: Optional[str], device: torch.device) -> torch.dtype:
 def score_to_file(out, eval_dir, model: Optional[str] = None, hf: Optional[str] = None, context: Optional[int] = None,
                   batch_size: int = 8, device="cpu", dtype_arg: Optional[str] = None, kernels: Optional[str] = None,
                   name: Optional[str] = None, progress: bool = True, extra: Optional[dict] = None,
-                  overwrite: bool = False) -> dict:
-    """Score one model (ours: `model`, or `hf`) on the eval set of `eval_dir` and write the score file `out`
-    (atomically). Returns its metadata. Every refusal is an AnalysisError of one line, raised before scoring."""
+                  overwrite: bool = False, source: Optional[dict] = None, tokenizer: Optional[str] = None) -> dict:
+    """Score one model (ours: `model`, or `hf`) on the eval set of `eval_dir` (a built corpus, or the user's own text
+    read with `source`: {text_field, domain_field, split}) and write the score file `out` (atomically). Returns its
+    metadata. Every refusal is one line (AnalysisError, SourceError), raised before scoring. tokenizer: a
+    tokenizer.json for the user's text scored by one of our models (default: the model directory's)."""
     import logging
     import sys
     import time
 
     device = torch.device(device)
     dtype = default_dtype(dtype_arg, device)
-    if not (Path(eval_dir) / "docs" / "eval.jsonl").is_file():
-        raise AnalysisError(f"--eval {eval_dir}: no docs/eval.jsonl (a built corpus directory: make data DATA=...)")
+    from evaluation.sources import is_corpus, load_evalset, read_docs
+
+    if not is_corpus(eval_dir):  # the user's own text: read (and refused) before any model is loaded
+        read_docs(eval_dir, **(source or {}))
     name = model_name(model, hf, name)
     check_score_out("--out", out, "a score file", ("correct", "meta"), name, overwrite)
+    tok = None
+    if model and not is_corpus(eval_dir):  # ours on the user's text: the tokenizer it was trained with
+        tok_path = Path(tokenizer) if tokenizer else Path(model) / "tokenizer.json"
+        if not tok_path.is_file():
+            raise AnalysisError(f"--model {model}: no tokenizer.json beside it (runs before 2026-12 did not save one):"
+                                f" pass --tokenizer <its corpus>/tokenizer.json")
+        tok = TextTokenizer.from_file(tok_path)
     lm = load_for_scoring(model, hf, device, dtype, kernels, name)
-    ev = EvalSet.from_corpus(eval_dir, tokenizer=lm.tokenizer)
-    if ev.n_tokens == 0:
-        raise AnalysisError(f"--eval {eval_dir}: the eval set has no tokens")
+    ev = load_evalset(eval_dir, lm.tokenizer or tok, **(source or {}))
     lm.check_tokenizer(ev.tokenizer_sha256, f"the eval set ({eval_dir})")
     trained = trained_context(lm.info, model)
     ctx = context or trained or HF_CONTEXT
@@ -199,5 +219,6 @@ def run(args: argparse.Namespace) -> int:
     from models.console import setup_logging
     setup_logging()
     score_to_file(args.out, args.eval, args.model, args.hf, args.context, args.batch_size, args.device, args.dtype,
-                  args.kernels, args.name, overwrite=args.overwrite)
+                  args.kernels, args.name, overwrite=args.overwrite, source=source_options(args),
+                  tokenizer=args.tokenizer)
     return 0

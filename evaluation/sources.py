@@ -148,3 +148,26 @@ def _hf_docs(p: Path, text_field: str, domain_field: Optional[str], split: Optio
         raise SourceError(f"{p}: no column {domain_field!r} (columns: {', '.join(ds.column_names)}; --domain-field)")
     return _drop_empty([_record_doc(rec, text_field, domain_field, "text", f"{p} {p_split} row {i}", f"{p_split}/{i}",
                                     f"{p.name}/{p_split}") for i, rec in enumerate(ds)], str(p))
+
+
+def load_evalset(source: Union[str, Path], tokenizer=None, text_field: str = "text", domain_field: Optional[str] = None,
+                 split: Optional[str] = None, flag: str = "--eval"):
+    """The EvalSet of `source`: a built corpus (its docs/eval.jsonl; its own tokenizer unless `tokenizer` is given),
+    or the user's own text (read_docs), tokenized by `tokenizer` (a TextTokenizer; needed). SourceError (one line,
+    prefixed with `flag`) for unusable text, a missing tokenizer, or text that tokenizes to nothing."""
+    from evaluation.evalset import EvalSet
+
+    try:
+        if is_corpus(source):
+            ev = EvalSet.from_corpus(source, tokenizer=tokenizer)
+        else:
+            docs = read_docs(source, text_field, domain_field, split)
+            if tokenizer is None:
+                raise SourceError(f"{source}: your own text needs the model's tokenizer (--tokenizer: a "
+                                  "tokenizer.json or a Hugging Face tokenizer name)")
+            ev = EvalSet.from_docs(docs, tokenizer)
+    except SourceError as exc:
+        raise SourceError(f"{flag} {exc}") from None
+    if ev.n_tokens == 0:
+        raise SourceError(f"{flag} {source}: the text tokenizes to nothing")
+    return ev

@@ -49,7 +49,7 @@ def rows(corpus: Path, made: dict, t: Path) -> list[tuple]:
         ("--device banana", analysis, [*score, "--device", "banana"], "expected cpu, cuda or cuda:N", t),
         ("--out under a file", analysis, ["score", "--model", m, "--eval", ev, "--out", str(text / "s.npz"),
                                           "--device", "cpu"], "is a file, not a folder", text),
-        ("--eval missing", analysis, [*score, "--eval", str(t / "nope"), "--device", "cpu"], "no such folder", t),
+        ("--eval missing", analysis, [*score, "--eval", str(t / "nope"), "--device", "cpu"], "no such file or folder", t),
         ("probes compare given score files", analysis, ["probes", "compare", "--a", a, "--b", b],
          "not probe results", made["score"]),
         ("probes generate: an unknown probe", analysis,

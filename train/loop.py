@@ -31,7 +31,7 @@ from evaluation.scoring import ZooScorer, masked_means, score
 from models import LM
 from models.config import ConfigError, to_plain
 from models.ops.gdn.fla import GDNKernelCheckError
-from models.atomic import atomic_write_text
+from models.atomic import atomic_write, atomic_write_text
 from models.ours import LOCK, MARKER, Refused, check_ours, check_unlocked, hold_lock, in_results, make_ours, move_aside
 from train.checkpoint import CheckpointError, latest, load_train_state, newest_verified, prune, save_checkpoint
 from train.config import RunConfig, load_run_config, resolve_defaults, validate_run
@@ -601,6 +601,8 @@ class Trainer:
                                                        "tokenizer_sha256": self.corpus.tokenizer_sha256,
                                                        "code_version": self.code_version,
                                                        "context_len": self.cfg.train.seq_len})
+        # the tokenizer beside the weights: scoring the user's own text with this model needs it (analysis score)
+        atomic_write(model_dir / "tokenizer.json", lambda tmp: shutil.copyfile(self.corpus.dir / "tokenizer.json", tmp))
         summary = {"name": self.cfg.name, "steps": self.step, "tokens": self.step * self.tokens_per_step,
                    "wall_seconds": wall, "train_tokens_per_s": tps, "device": str(self.device),
                    "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
