@@ -343,3 +343,21 @@ def test_gpu_check_dg_rows_pass_an_exact_kernel_and_refuse_a_dg_bias(fla_stand_i
     bad = {r["what"] for r in gc.rows if not r["ok"]}
     assert len(gc.rows) == 14
     assert bad == (set() if dg_shift == 0 else {"dg", "dg head-sum"}), bad
+
+
+@pytest.mark.slow
+def test_gpu_check_gdn_lm_step_rows_run_on_cpu(fla_stand_in, monkeypatch):
+    """The plumbing of scripts/gpu_check.py's GDN LM step stage (compiled vs eager, held to the eager step's error
+    against the all-twin float32 truth), on the CPU with compile off: two rows per dtype, all within tolerance."""
+    import scripts.gpu_check as gc
+    fla, install = fla_stand_in
+    ns = install()
+    monkeypatch.setattr(gc, "fla_gated_delta_rule", lambda: (ns, ""))
+    monkeypatch.setattr(gc, "rows", [])
+    monkeypatch.setattr(gc, "notes", [])
+    monkeypatch.setattr(gc, "GDN_LM", {**gc.GDN_LM, "n_layers": 2, "d_model": 64, "n_heads": 2,
+                                       "pattern": ["gdn", "attention"], "gdn": gc.GDNConfig(head_dim=16)})
+    monkeypatch.setattr(torch, "compile", lambda m, **k: m)
+    gc.check_gdn_lm_compiled_step("cpu")
+    assert [r["what"].split(" (")[0] for r in gc.rows] == ["loss", "grad"] * 2
+    assert all(r["ok"] for r in gc.rows) and len(gc.notes) == 2
