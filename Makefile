@@ -51,24 +51,24 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 data: $(STAMP)
-	$(PY) -m train.data build --mix $(DATA)
+	$(PY) -m tokengap.train.data build --mix $(DATA)
 
 train-transformer train-hybrid train-recurrent: train-%: $(STAMP)
-	$(PY) -m train.data build --mix $(DATA)
-	$(PY) -m train model=$* data=$(DATA) $(ARGS)
+	$(PY) -m tokengap.train.data build --mix $(DATA)
+	$(PY) -m tokengap.train model=$* data=$(DATA) $(ARGS)
 
 train-zoo: $(STAMP)
-	$(PY) -m train.data build --mix $(DATA)
-	for m in transformer hybrid recurrent; do $(PY) -m train model=$$m data=$(DATA) $(ARGS) || exit 1; done
+	$(PY) -m tokengap.train.data build --mix $(DATA)
+	for m in transformer hybrid recurrent; do $(PY) -m tokengap.train model=$$m data=$(DATA) $(ARGS) || exit 1; done
 
 compare: $(STAMP)
-	@case "$(EVAL)" in build/corpus/*) $(PY) -m train.data build --mix $(notdir $(EVAL));; esac
-	$(PY) -m analysis pipeline --a $(A) --b $(B) --eval $(EVAL) --out $(OUT) $(ARGS)
+	@case "$(EVAL)" in build/corpus/*) $(PY) -m tokengap.train.data build --mix $(notdir $(EVAL));; esac
+	$(PY) -m tokengap.analysis pipeline --a $(A) --b $(B) --eval $(EVAL) --out $(OUT) $(ARGS)
 
 figures: $(STAMP)
-	$(PY) -m analysis claims --update RESULTS.md
-	$(PY) -m analysis sweep --update RESULTS.md
-	$(PY) -m analysis figures $(ARGS)
+	$(PY) -m tokengap.analysis claims --update RESULTS.md
+	$(PY) -m tokengap.analysis sweep --update RESULTS.md
+	$(PY) -m tokengap.analysis figures $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m scripts.bench $(ARGS)
@@ -85,7 +85,7 @@ gpu-carry: $(STAMP)
 reproduce-gpu: $(STAMP)
 	bash scripts/reproduce_gpu.sh $(SEED) $(ARCHS)
 
-clean:  # only run directories of ours (models/ours.py: the .tokengap marker, or run.json of older runs)
+clean:  # only run directories of ours (tokengap/models/ours.py: the .tokengap marker, or run.json of older runs)
 	@for d in runs/*/; do [ -d "$$d" ] || continue; \
 	  if [ -f "$$d.tokengap" ] || [ -f "$$d"run.json ]; then rm -rf "$$d"; \
 	  else echo "make clean: kept $$d (not a tokengap run)"; fi; \

@@ -16,9 +16,9 @@ layers run without RoPE (slightly less work). transformers' OlmoHybrid requires 
 recurrent_gdn has no reference.
 
 MFU = model FLOPs per token x tokens/s / 989e12 (H100/H200 SXM dense bf16), with model FLOPs per token
-(models.config.flops_per_token) = 6 x (matmul parameters, lm_head included, embedding lookup excluded) + each
-mixer's own FLOPs from the registry (models/mixers/: attention's QK^T and AV over the keys each query attends, the
-SSD's and GDN's chunked products). Also reported against the GEMM ceiling measured in the same run.
+(tokengap.models.config.flops_per_token) = 6 x (matmul parameters, lm_head included, embedding lookup excluded) + each
+mixer's own FLOPs from the registry (tokengap/models/mixers/: attention's QK^T and AV over the keys each query attends,
+the SSD's and GDN's chunked products). Also reported against the GEMM ceiling measured in the same run.
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import torch
 
-from models import LM
-from models import mixers
-from models.__main__ import ZOO, load
-from models.config import flops_per_token as model_flops
-from models.kernels import KernelChoice
-from train.graphed import GraphedFwdBwd
+from tokengap.models import LM
+from tokengap.models import mixers
+from tokengap.models.__main__ import ZOO, load
+from tokengap.models.config import flops_per_token as model_flops
+from tokengap.models.kernels import KernelChoice
+from tokengap.train.graphed import GraphedFwdBwd
 
 PEAK = 989e12
 SIZES = {"small": dict(batch=32), "base": dict(batch=16)}
@@ -205,7 +205,7 @@ def _olmo_hybrid(cfg):
     """transformers' OlmoHybridForCausalLM at our shapes: our pattern's gdn layers as its linear_attention layers,
     our GDN head dims, RoPE on the attention layers (its released checkpoints run NoPE)."""
     from transformers import OlmoHybridConfig, OlmoHybridForCausalLM
-    from models.mixers.gdn import dims
+    from tokengap.models.mixers.gdn import dims
     h, hv, dk, dv = dims(cfg)
     oc = OlmoHybridConfig(vocab_size=VOCAB, hidden_size=cfg.d_model, intermediate_size=cfg.ffn_dim,
                           num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
@@ -229,8 +229,8 @@ def bench_reference(name, size, batch, repeats, compiled=False):
         fwd = torch.compile(model) if compiled else model
         step = lambda x, y: fwd(input_ids=x, labels=y).loss  # noqa: E731  (shifts internally: fine for timing)
     elif name == "hybrid_gdn":
-        from models.ops.external import fla_gated_delta_rule
-        from models.ops.gdn.fla import check_backward
+        from tokengap.models.ops.external import fla_gated_delta_rule
+        from tokengap.models.ops.gdn.fla import check_backward
         ns, why = fla_gated_delta_rule()
         if ns is None:
             print(f"no OlmoHybrid reference: {why}")
@@ -243,7 +243,7 @@ def bench_reference(name, size, batch, repeats, compiled=False):
         fwd = torch.compile(model) if compiled else model
         step = lambda x, y: fwd(input_ids=x, labels=y).loss  # noqa: E731
     elif name in ("hybrid", "recurrent") and not compiled:
-        from models.ops.external import mamba_ssm_triton
+        from tokengap.models.ops.external import mamba_ssm_triton
         if mamba_ssm_triton()[0] is None:
             return None
         from mamba_ssm.models.config_mamba import MambaConfig
@@ -294,7 +294,7 @@ def gemm_ceiling() -> float:
 def scoring_set(n_tokens=1_000_000, vocab=16384):
     """A synthetic eval set of random tokens (throughput only): documents of 500-6000 tokens, n_tokens in all."""
     import numpy as np
-    from evaluation.evalset import EvalSet
+    from tokengap.evaluation.evalset import EvalSet
     rng = np.random.default_rng(0)
     lens = rng.integers(500, 6000, size=400)
     lens = lens[: np.searchsorted(np.cumsum(lens), n_tokens)]
@@ -308,7 +308,7 @@ def scoring_set(n_tokens=1_000_000, vocab=16384):
 def bench_scoring(size="small", batch=32, models=("transformer", "hybrid", "recurrent")):
     """Scoring tokens/s of a small model on scoring_set(), eager bf16: {model: {"first_pass": ...,
     "second_pass": ...}}, two passes over the same set after a 5-document warm-up."""
-    from evaluation.scoring import ZooScorer, score
+    from tokengap.evaluation.scoring import ZooScorer, score
     out = {}
     ev = scoring_set()
     for name in models:

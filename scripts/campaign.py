@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from analysis.labels import load_filters
-from evaluation.scorefile import ScoreFileError, code_version, load_scores
-from models.atomic import atomic_write_text
+from tokengap.analysis.labels import load_filters
+from tokengap.evaluation.scorefile import ScoreFileError, code_version, load_scores
+from tokengap.models.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LEDGER = ROOT / "results" / "campaign.yaml"

@@ -16,9 +16,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 
-import models.ops.conv.kernel as ct
-from models.ops.conv.external import wrap_fla_conv
-from models.ops.external import fla_triton_conv
+import tokengap.models.ops.conv.kernel as ct
+from tokengap.models.ops.conv.external import wrap_fla_conv
+from tokengap.models.ops.external import fla_triton_conv
 
 SHAPES = {"small": (32, 1280, 2320, 1024), "base": (16, 1792, 3352, 1536)}  # batch, channels, in_proj width, offset
 CONFIGS = [(16, 64, 2), (32, 64, 2), (16, 128, 2), (32, 32, 2), (64, 64, 4), (32, 128, 4)]  # BLOCK_L, BLOCK_C, warps

@@ -5,7 +5,7 @@
 Per eval document: the fraction of its word 13-grams that occur anywhere in the training split (the measure the
 corpus builder uses), and whether another chunk of the same source file is in the training split (the builder
 splits long files into chunks `<file>/0000, /0001, ...` before holding out eval documents). Writes a small JSON
-keyed by document index with the eval set's hash, which `python -m analysis claims` uses to recompute the
+keyed by document index with the eval set's hash, which `python -m tokengap.analysis claims` uses to recompute the
 headline gaps without the overlapping documents.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 
-from evaluation.evalset import EvalSet, read_jsonl
-from models.atomic import atomic_write_text
-from train.data.split import WORD, NgramIndex, gram_hashes, contains
+from tokengap.evaluation.evalset import EvalSet, read_jsonl
+from tokengap.models.atomic import atomic_write_text
+from tokengap.train.data.split import WORD, NgramIndex, gram_hashes, contains
 
 
 def file_of(doc_id: str) -> str:

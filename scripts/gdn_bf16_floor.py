@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from models import ModelConfig
-from models.kernels import KernelChoice
-from models.mixers.gdn import GatedDeltaNet
+from tokengap.models import ModelConfig
+from tokengap.models.kernels import KernelChoice
+from tokengap.models.mixers.gdn import GatedDeltaNet
 from scripts.gpu_check import GDN_LM, WithOps, rel, run_layer
 
 

@@ -20,15 +20,15 @@ need antlr4_python3_runtime || $PY -m pip wheel -q --no-deps antlr4-python3-runt
 # mamba-ssm ships an sdist whose setup downloads a CUDA wheel; build the pure-Python (Triton) part instead.
 need mamba_ssm || (cd "$(mktemp -d)" && MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
     "$OLDPWD/$PY" -m pip wheel -q --no-build-isolation --no-deps mamba-ssm==2.3.2.post1 -w "$OLDPWD/.whl")
-$PY -m train.data build --mix "$MIX"
+$PY -m tokengap.train.data build --mix "$MIX"
 mkdir -p build/carry
-$PY -m train.data pack --mix "$MIX" --out "build/carry/corpus-$MIX.tar.xz"
+$PY -m tokengap.train.data pack --mix "$MIX" --out "build/carry/corpus-$MIX.tar.xz"
 rm -f .carry/corpus-"$MIX".tar.xz*
 mv "build/carry/corpus-$MIX.tar.xz" .carry/
 (cd .carry && sha256sum "corpus-$MIX.tar.xz") > ".carry/corpus-$MIX.tar.xz.sha256"
 # labels and filter masks of the eval set: committed under results/ (the figures are drawn from them) and read by
 # the training loop's filtered evaluation on the GPU machine; `label` writes into build/ only, copied here
-$PY -m analysis label --eval "build/corpus/$MIX" --context 2048 --out "build/labels/$MIX-T2048.parquet" \
+$PY -m tokengap.analysis label --eval "build/corpus/$MIX" --context 2048 --out "build/labels/$MIX-T2048.parquet" \
     --filters "build/labels/$MIX-T2048.filters.npz" --train-corpus "build/corpus/$MIX"
 cp "build/labels/$MIX-T2048.parquet" results/labels.parquet
 cp "build/labels/$MIX-T2048.filters.npz" results/filters.npz

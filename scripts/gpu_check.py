@@ -34,16 +34,16 @@ from pathlib import Path
 
 import torch
 
-from models import LM, ModelConfig
-from models.config import MambaConfig
-from models.kernels import KernelChoice
-from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
-from models.mixers.gdn import GDNConfig, GatedDeltaNet, to_hf_state_dict
-from models.mixers.mamba2 import Mamba2
-from models.ops.gdn.reference import gdn_chunked_torch
-from models.ops.conv.external import wrap_fla_conv
-from models.ops.conv.reference import causal_conv1d_torch
-from models.ops.external import (causal_conv1d_cuda, fla_gated_delta_rule, fla_triton_conv, mamba_ssm_triton,
+from tokengap.models import LM, ModelConfig
+from tokengap.models.config import MambaConfig
+from tokengap.models.kernels import KernelChoice
+from tokengap.models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
+from tokengap.models.mixers.gdn import GDNConfig, GatedDeltaNet, to_hf_state_dict
+from tokengap.models.mixers.mamba2 import Mamba2
+from tokengap.models.ops.gdn.reference import gdn_chunked_torch
+from tokengap.models.ops.conv.external import wrap_fla_conv
+from tokengap.models.ops.conv.reference import causal_conv1d_torch
+from tokengap.models.ops.external import (causal_conv1d_cuda, fla_gated_delta_rule, fla_triton_conv, mamba_ssm_triton,
                                  tokengap_triton)
 
 TOL = {torch.float32: 5e-3, torch.bfloat16: 3e-2}
@@ -126,7 +126,7 @@ def compare(check, dtype, a, b):
 def compare_to_floor(check, dtype, got, ref, floor):
     """compare(), each value held to max(TOL, FLOOR_MULT x the floor's error for it): the floor is an
     implementation of the same math with the kernel's rounding (got, ref, floor: (output, {name: grad}))."""
-    from models.ops.gdn.fla import FLOOR_MULT
+    from tokengap.models.ops.gdn.fla import FLOOR_MULT
     (yg, gg), (yr, gr), (yf, gf) = got, ref, floor
     record(check, dtype, "output", rel(yg, yr), max(TOL[dtype], FLOOR_MULT * rel(yf, yr)))
     tols = {k: max(TOL[dtype], FLOOR_MULT * rel(gf[k], gr[k])) for k in gr}
@@ -152,7 +152,7 @@ class WithOps(torch.nn.Module):
 
     def __init__(self, mixer, needs, choice, device="cuda", **swap):
         super().__init__()
-        from models.kernels import mixer_ops
+        from tokengap.models.kernels import mixer_ops
         # swap: ops to replace (e.g. conv=the twin's), to tell one kernel's error from another's
         self.mixer, self.ops = mixer, dataclasses.replace(mixer_ops(choice, torch.device(device), needs), **swap)
 
@@ -328,8 +328,8 @@ def check_add_norm(device):
                       ids[:, :-1], ids[:, 1:])
 
 
-# A 4-layer hybrid_gdn at `small`'s width, with the zoo's GDN head dims (conf/model/hybrid_gdn.yaml: K 96, V 192,
-# 4 heads at d_model 512; tests/test_gpu_check_helpers.py holds the two equal)
+# A 4-layer hybrid_gdn at `small`'s width, with the zoo's GDN head dims (tokengap/conf/model/hybrid_gdn.yaml: K 96, V
+# 192, 4 heads at d_model 512; tests/test_gpu_check_helpers.py holds the two equal)
 GDN_LM = dict(name="hybrid_gdn", n_layers=4, d_model=512, n_heads=8, pattern=["gdn"] * 3 + ["attention"],
               mlp_ratio=3.0, vocab_size=1024, gdn=GDNConfig(head_dim=96))
 
@@ -347,9 +347,9 @@ def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int
     token that the whole-tensor error hides adds up there). Decays and write strengths as a GDN layer has them at
     initialisation: A ~ U(1, 16), softplus(dt_bias) log-uniform in [1e-3, 0.1], beta = 2 sigmoid(.). Two seeds,
     the worse of the two per row; B 4, T 1000 (not a multiple of the chunk), 8 heads."""
-    from models.ops.gdn import fla
-    from models.ops.gdn.naive import gdn_recurrent_naive
-    from models.ops.gdn.reference import gdn_chunked_torch
+    from tokengap.models.ops.gdn import fla
+    from tokengap.models.ops.gdn.naive import gdn_recurrent_naive
+    from tokengap.models.ops.gdn.reference import gdn_chunked_torch
     ns, why = fla_gated_delta_rule()
     if ns is None:
         print(f"fla unavailable ({why}): GDN dg rows skipped")
@@ -407,7 +407,7 @@ def check_gdn_dg(device, shapes=GDN_DG_SHAPES, b: int = 4, l: int = 1000, h: int
 def check_gdn(device, x):
     """Our GDN layer (GDN_LM's: the zoo's head dims at `small`; T = 1000, not a multiple of the 64-token chunk) on
     fla's kernel vs on the twin (fp32); opcheck of the custom op; vs transformers' layer."""
-    from models.ops.gdn import fla
+    from tokengap.models.ops.gdn import fla
     ns, why = fla_gated_delta_rule()
     if ns is None:
         print(f"fla unavailable ({why}): GDN rows skipped")
@@ -505,7 +505,7 @@ def check_gdn_lm_compiled_step(device):
     if fla_gated_delta_rule()[0] is None:
         return
     torch.manual_seed(0)
-    from models.ops.gdn.fla import GDNKernelCheckError
+    from tokengap.models.ops.gdn.fla import GDNKernelCheckError
     model = LM(ModelConfig(**GDN_LM)).to(device)
     passed = []
     for dtype in (torch.bfloat16, torch.float32):
@@ -535,7 +535,7 @@ def check_gdn_lm_compiled_step(device):
 def record_step_to_floor(check, dtype, got, ref, truth):
     """record_step with each value held to max(TOL, FLOOR_MULT x ref's own error against `truth`) (see
     check_gdn_lm_compiled_step); got, ref, truth: (loss, {parameter name: gradient})."""
-    from models.ops.gdn.fla import FLOOR_MULT
+    from tokengap.models.ops.gdn.fla import FLOOR_MULT
     record(check, dtype, "loss", rel(got[0], ref[0]), max(TOL[dtype], FLOOR_MULT * rel(ref[0], truth[0])))
     tols = {n: max(TOL[dtype], FLOOR_MULT * rel(ref[1][n], truth[1][n])) for n in ref[1]}
     errs = {n: rel(got[1][n], ref[1][n]) for n in ref[1]}

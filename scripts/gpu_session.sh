@@ -39,14 +39,15 @@ run() {  # run PART CMD...: CMD with what is left of the budget, output to $OUT/
 }
 
 corpus() {  # the small-smoke corpus (7.9 MB carried): re-tokenized and checked against its manifest
-  [ -f build/corpus/small-smoke/train.bin ] || $PY -m train.data unpack .carry/corpus-small-smoke.tar.xz --workers "$(nproc)"
+  [ -f build/corpus/small-smoke/train.bin ] || $PY -m tokengap.train.data unpack .carry/corpus-small-smoke.tar.xz --workers "$(nproc)"
 }
 
 smoke() {  # smoke MODEL...: 200 steps x 65,536 tokens of preset=small on 14M tokens of the small corpus
   corpus
   for m in "$@"; do
-    $PY -m train model="$m" preset=small data.mix=small-smoke train.max_tokens=13107200 train.eval.interval=50 \
-        train.eval.max_docs_per_domain=4 train.eval.anneal_at=[] train.eval.filters=results/filters.npz \
+    $PY -m tokengap.train model="$m" preset=small data.mix=small-smoke train.max_tokens=13107200 \
+        train.eval.interval=50 train.eval.max_docs_per_domain=4 train.eval.anneal_at=[] \
+        train.eval.filters=results/filters.npz \
         train.checkpoint.interval=0 train.progress=false train.tensorboard=false run_dir="runs/smoke-$m" || return 1
     cp "runs/smoke-$m/metrics.jsonl" "$OUT/smoke-$m.jsonl"
   done

@@ -1,6 +1,6 @@
 """Scoring throughput of released-size pretrained models, built from their configs with random weights (no
-download): an Olmo-3-style 1B and 7B and an OlmoHybrid-style 1B, scored by `evaluation.scoring.score` through the
-HFScorer exactly as `python -m analysis score --hf` scores them (bf16, batched by length, context 8192).
+download): an Olmo-3-style 1B and 7B and an OlmoHybrid-style 1B, scored by `tokengap.evaluation.scoring.score` through
+the HFScorer exactly as `python -m tokengap.analysis score --hf` scores them (bf16, batched by length, context 8192).
 
     python -m scripts.hf_throughput --lengths .carry/eval_doc_lengths.npy [--models olmo3-1b olmo3-7b olmo_hybrid-1b]
         [--attn sdpa|flex_attention|eager] [--compile]
@@ -10,7 +10,8 @@ random token ids from the model's vocabulary (throughput does not depend on the 
 available offline). Reported per model: tokens/s of a first pass (compiles, autotunes) and a second, and forward
 MFU = forward FLOPs per token x tokens/s / 989e12, with forward FLOPs = 2 x matmul parameters (lm_head included) +
 attention's QK^T and AV over the keys each query attends (the window on sliding layers) + the GDN layers' chunked
-products (models/mixers/gdn.py, forward third). fla's Hopper guard concerns only the backward: scoring does not lift it.
+products (tokengap/models/mixers/gdn.py, forward third). fla's Hopper guard concerns only the backward: scoring does not
+lift it.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.evalset import EvalSet
-from evaluation.scoring import HFScorer, score
-from models.mixers.attention import keys_attended
+from tokengap.evaluation.evalset import EvalSet
+from tokengap.evaluation.scoring import HFScorer, score
+from tokengap.models.mixers.attention import keys_attended
 
 PEAK = 989e12
 CONTEXT = 8192

@@ -22,11 +22,11 @@ import torch
 
 
 def main(argv=None) -> int:
-    from analysis.inloop import FilteredEval, take_tokens
-    from analysis.labels import load_filters
-    from evaluation.evalset import EvalSet
-    from models import LM
-    from models.__main__ import load
+    from tokengap.analysis.inloop import FilteredEval, take_tokens
+    from tokengap.analysis.labels import load_filters
+    from tokengap.evaluation.evalset import EvalSet
+    from tokengap.models import LM
+    from tokengap.models.__main__ import load
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default="build/corpus/small")

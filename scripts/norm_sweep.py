@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 
-import models.ops.add_norm.kernel as nt
+import tokengap.models.ops.add_norm.kernel as nt
 
 SHAPES = {"small": (32 * 2048, 512), "base": (16 * 2048, 768)}  # (tokens, d_model) of the bench's train steps
 

@@ -1,7 +1,7 @@
 """Where RoPE goes in attention: one attention layer at the `base` shape (16 x 2048, d 768, 12 heads), forward +
 backward compiled, bf16 autocast, with the RoPE written in several ways. Prints ms per forward + backward
 (median of 20), the difference to the first variant's output and input gradient, and the kernels of one step.
-GPU only; results/gpu/attn_probe.log. models/mixers/attention.py took "qk_together".
+GPU only; results/gpu/attn_probe.log. tokengap/models/mixers/attention.py took "qk_together".
 
     python -m scripts.probe_attention [variant ...]
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from scripts.bench import cuda_times_ms
-from models.mixers.attention import rope_tables_cached
+from tokengap.models.mixers.attention import rope_tables_cached
 
 B, L, D, H = 16, 2048, 768, 12
 HD = D // H

@@ -34,25 +34,25 @@ if [ ! -f build/corpus/small/train.bin ]; then
   (cd .carry && sha256sum -c --quiet corpus-small.tar.xz.sha256) || {
     echo "reproduce_gpu.sh: .carry/corpus-small.tar.xz is missing or does not match its sha256 (make gpu-carry; carry .carry)" >&2
     exit 2; }
-  $PY -m train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
+  $PY -m tokengap.train.data unpack .carry/corpus-small.tar.xz --workers "$(nproc)"
 fi
-[ -f build/probes/manifest.json ] || $PY -m analysis probes generate --out build/probes --preset small
-[ -f build/planted/planted.npz ] || $PY -m analysis probes planted-generate --corpus build/corpus/small --out build/planted
-FILTERS=${FILTERS:-results/filters.npz}  # from `python -m analysis label` (make gpu-carry), committed
+[ -f build/probes/manifest.json ] || $PY -m tokengap.analysis probes generate --out build/probes --preset small
+[ -f build/planted/planted.npz ] || $PY -m tokengap.analysis probes planted-generate --corpus build/corpus/small --out build/planted
+FILTERS=${FILTERS:-results/filters.npz}  # from `python -m tokengap.analysis label` (make gpu-carry), committed
 
 for ARCH in "${ARCHS[@]}"; do
   RUN=$ARCH-s$SEED
   T0=$SECONDS
   # 3. train (same data order and schedule for every architecture: both depend on the seed only)
-  $PY -m train model="$ARCH" preset=small train.seed="$SEED" run_dir="runs/$RUN" \
+  $PY -m tokengap.train model="$ARCH" preset=small train.seed="$SEED" run_dir="runs/$RUN" \
       train.eval.filters="$FILTERS" train.progress=false ${TRAIN_ARGS:-}
   # 4. score the final model on every eval token, on the probes and on the planted-repeat retrieval probe
   #    (docs/probes.md), into the run directory: the analysis commands never write into results/
-  $PY -m analysis score --model "runs/$RUN/model" --eval build/corpus/small --context 2048 --batch-size 32 \
+  $PY -m tokengap.analysis score --model "runs/$RUN/model" --eval build/corpus/small --context 2048 --batch-size 32 \
       --out "runs/$RUN/final-scores.npz"
-  $PY -m analysis probes score --model "runs/$RUN/model" --tokenizer build/corpus/small/tokenizer.json \
+  $PY -m tokengap.analysis probes score --model "runs/$RUN/model" --tokenizer build/corpus/small/tokenizer.json \
       --probes build/probes --context 2048 --batch-size 32 --out "runs/$RUN/probes.npz"
-  $PY -m analysis probes planted-score --model "runs/$RUN/model" --planted build/planted/planted.npz \
+  $PY -m tokengap.analysis probes planted-score --model "runs/$RUN/model" --planted build/planted/planted.npz \
       --out "runs/$RUN/planted.npz"
   # 5. into results/: the scores, logs, resolved configs and the per-token losses of every annealed point
   mkdir -p results/scores results/probes/planted results/curves "results/runs/$RUN" results/scores/annealed
@@ -67,7 +67,7 @@ for ARCH in "${ARCHS[@]}"; do
   # 6. what ran where: the GPU, the code, the date and the wall time of this run (over every call that resumed it)
   WALL=$(( SECONDS - T0 + $(cat "runs/$RUN/wall_s" 2>/dev/null || echo 0) ))
   echo "$WALL" > "runs/$RUN/wall_s"
-  $PY -c "import json, sys, datetime, torch; from evaluation.scorefile import code_version
+  $PY -c "import json, sys, datetime, torch; from tokengap.evaluation.scorefile import code_version
 json.dump({'gpu': torch.cuda.get_device_name(), 'code_version': code_version(), 'wall_s': int(sys.argv[1]),
            'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')},
           open(sys.argv[2], 'w'), indent=1)" "$WALL" "results/runs/$RUN/gpu.json"

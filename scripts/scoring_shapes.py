@@ -1,5 +1,6 @@
-"""Which batches of a scoring pass are slow, and why: per-batch time of `evaluation.scoring.score` on bench.py's
-synthetic scoring set (1M random tokens, a `small` model, bf16, batch 32 x 2048), in a fresh process. GPU only.
+"""Which batches of a scoring pass are slow, and why: per-batch time of `tokengap.evaluation.scoring.score` on
+bench.py's synthetic scoring set (1M random tokens, a `small` model, bf16, batch 32 x 2048), in a fresh process. GPU
+only.
 
     TRITON_CACHE_DIR=$(mktemp -d) python -m scripts.scoring_shapes 1 hybrid    # pad_batch on (CUDA's default)
     TRITON_CACHE_DIR=$(mktemp -d) python -m scripts.scoring_shapes 0 hybrid    # off: the last batch keeps its rows
@@ -15,8 +16,8 @@ import time
 import torch
 
 
-from evaluation.scoring import ZooScorer, score
-from models import LM
+from tokengap.evaluation.scoring import ZooScorer, score
+from tokengap.models import LM
 from scripts.bench import T, scoring_set, zoo_cfg
 
 

@@ -14,8 +14,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from scripts import bench
 from scripts.bench import cuda_times_ms
-from models import LM
-from train.graphed import GraphedFwdBwd
+from tokengap.models import LM
+from tokengap.train.graphed import GraphedFwdBwd
 
 def run(name, size, mode=None):
     torch._dynamo.reset()

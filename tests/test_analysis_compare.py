@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from analysis import compare
-from analysis.errors import AnalysisError
-from analysis.labels import read_labels
-from evaluation.scorefile import load_scores, save_scores
+from tokengap.analysis import compare
+from tokengap.analysis.errors import AnalysisError
+from tokengap.analysis.labels import read_labels
+from tokengap.evaluation.scorefile import load_scores, save_scores
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from analysis.figures import make_all
-from analysis.report import write_report
+from tokengap.analysis.figures import make_all
+from tokengap.analysis.report import write_report
 
 OUR_FIGURES = {"gap_by_domain", "content_function", "gap_by_ptb", "code_markup", "repetition", "delimiters",
                "regression", "curves"}
@@ -33,9 +33,9 @@ def test_all_figures_and_report(results, tmp_path):
 
 def test_rerun_is_byte_identical(results, tmp_path):
     """Same results, same bytes: the bootstrap is seeded, and PNG/PDF carry no date."""
-    from analysis.compare import GapConfig, gap_table, load_side
-    from analysis.figures import plots, read_curves
-    from analysis.labels import read_labels
+    from tokengap.analysis.compare import GapConfig, gap_table, load_side
+    from tokengap.analysis.figures import plots, read_curves
+    from tokengap.analysis.labels import read_labels
 
     labels, _ = read_labels(results / "labels.parquet")
     a = load_side([results / "scores/transformer-s0.npz"], "transformer")

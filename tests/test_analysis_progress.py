@@ -1,5 +1,5 @@
-"""Architecture, or just a better model? (analysis/progress.py). On synthetic score files whose losses move with a
-known progress scalar: a later checkpoint of the same model leaves every residual at 0, an effect planted on one
+"""Architecture, or just a better model? (tokengap/analysis/progress.py). On synthetic score files whose losses move
+with a known progress scalar: a later checkpoint of the same model leaves every residual at 0, an effect planted on one
 category is recovered there and nowhere else, a trajectory that is too short is flagged as extrapolated, and
 without per-token files the logged filtered losses stand in, saying so."""
 import shutil
@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from analysis.claims import build, load_inputs, to_markdown
-from analysis.progress import BEYOND, LOGGED, TOKENS, comparisons, describe, predicted, table, token_categories
-from evaluation.scorefile import load_scores, save_scores
+from tokengap.analysis.claims import build, load_inputs, to_markdown
+from tokengap.analysis.progress import BEYOND, LOGGED, TOKENS, comparisons, describe, predicted, table, token_categories
+from tokengap.evaluation.scorefile import load_scores, save_scores
 
 STEPS = (100, 200, 300, 400, 500)
 PROGRESS = dict(zip(STEPS, (2.0, 1.2, 0.8, 0.5, 0.3)))  # a loss scale that training shrinks
@@ -33,7 +33,7 @@ def write_model(res, arch: str, steps: tuple, planted=None, delta: float = 0.0, 
     """arch's score files: annealed points at steps[:-1], the final point at steps[-1]. Seed s is one run whose
     checkpoints share its per-token noise (so a later `arch` with the same seeds continues the earlier one); seed 1
     progresses 5% faster. planted: (N,) bool, tokens on which this model is better by `delta` at every point."""
-    from analysis.labels import read_labels
+    from tokengap.analysis.labels import read_labels
 
     labels, _ = read_labels(res / "labels.parquet")
     n, sens = len(labels), sensitivity(labels)
@@ -85,7 +85,7 @@ def test_a_later_checkpoint_of_the_same_model_is_all_progress(base, tmp_path):
 
 
 def test_a_planted_architecture_effect_is_recovered_and_the_rest_stays_at_0(base, tmp_path):
-    from analysis.labels import read_labels
+    from tokengap.analysis.labels import read_labels
 
     labels, _ = read_labels(base / "labels.parquet")
     comment = labels["py_lex"].astype(str).to_numpy() == "comment"
@@ -175,8 +175,8 @@ def test_figure_and_results_files(base, tmp_path):
     pair from the CSV."""
     import argparse
 
-    from analysis.claims import run
-    from analysis.figures import make_all
+    from tokengap.analysis.claims import run
+    from tokengap.analysis.figures import make_all
 
     res = results_with(base, tmp_path, STEPS[:3], STEPS)
     doc = tmp_path / "RESULTS.md"

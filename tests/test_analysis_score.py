@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation.evalset import EvalSet, TextTokenizer
-from evaluation.scoring import HFScorer, ZooScorer, score
-from evaluation.scorefile import check_comparable, load_scores, save_scores
-from models import LM, MambaConfig, ModelConfig
+from tokengap.evaluation.evalset import EvalSet, TextTokenizer
+from tokengap.evaluation.scoring import HFScorer, ZooScorer, score
+from tokengap.evaluation.scorefile import check_comparable, load_scores, save_scores
+from tokengap.models import LM, MambaConfig, ModelConfig
 
 TEXTS = ["The cat sat on the mat. " * 12, "def f(x):\n    return (x + 1) * [2, 3]\n" * 6, "A short one.",
          "<p class=\"a\">Hello <b>world</b></p>\n" * 9]

@@ -3,9 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.compare import Side, gap_table, regression
-from analysis.stats import (bootstrap_weights, category_means, cluster_bootstrap_ci, independent_columns,
-                            ols_clustered, ratio_ci, seed_weights, source_files, two_level_gaps, two_level_means)
+from tokengap.analysis.compare import Side, gap_table, regression
+from tokengap.analysis.stats import (bootstrap_weights, category_means, cluster_bootstrap_ci, independent_columns,
+                                     ols_clustered, ratio_ci, seed_weights, source_files, two_level_gaps,
+                                     two_level_means)
 
 
 def clustered_data(rng, n_docs=120, per_doc=80, doc_sd=0.3, noise=1.0):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.scorefile import save_scores
+from tokengap.evaluation.scorefile import save_scores
 from scripts import campaign
 from scripts.campaign import CampaignError
 

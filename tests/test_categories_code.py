@@ -1,5 +1,5 @@
 """Python lexical labeler (tokenize), including recovery from code that does not tokenize."""
-from analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories import DocView, REGISTRY
 
 
 def py(pieces, domain="python"):

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from analysis.categories import DocView, REGISTRY
-from analysis.categories.context import logprob_from_counts, unigram_logprob
+from tokengap.analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories.context import logprob_from_counts, unigram_logprob
 
 
 def test_meta():

@@ -1,5 +1,5 @@
 """Delimiter labeler: type, direction, 'is or starts with' (lead) and merged pieces, per hand examples."""
-from analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories import DocView, REGISTRY
 
 
 def delim(pieces, domain="python"):

@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.categories import REGISTRY
-from analysis.categories.filters import filter_masks, filter_names
+from tokengap.analysis.categories import REGISTRY
+from tokengap.analysis.categories.filters import filter_masks, filter_names
 from tests.synthetic import LexiconTagger, synthetic_evalset
-from analysis.labels import load_filters, read_labels, read_labels_meta, run_labels
+from tokengap.analysis.labels import load_filters, read_labels, read_labels_meta, run_labels
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,10 @@ def test_labels_align_with_evalset(labelled):
 def test_labels_hold_no_text(labelled):
     """Every string label comes from a closed vocabulary (tags and classes), so no text can leak into the
     committed parquet; domain and source are the documents' metadata."""
-    from analysis.categories.code import PY_CLASSES
-    from analysis.categories.delimiters import DELIM_TYPES
-    from analysis.categories.markup import HTML_CLASSES, LATEX_CLASSES
-    from analysis.categories.pos import CONTENT_UPOS, FUNCTION_UPOS, PTB_COARSE
+    from tokengap.analysis.categories.code import PY_CLASSES
+    from tokengap.analysis.categories.delimiters import DELIM_TYPES
+    from tokengap.analysis.categories.markup import HTML_CLASSES, LATEX_CLASSES
+    from tokengap.analysis.categories.pos import CONTENT_UPOS, FUNCTION_UPOS, PTB_COARSE
 
     ud = set(CONTENT_UPOS) | set(FUNCTION_UPOS) | {"NUM", "PUNCT", "SYM", "X", "INTJ", "SPACE"}
     vocab = (set(PTB_COARSE) | set(PTB_COARSE.values()) | ud | set(PY_CLASSES) | set(HTML_CLASSES)

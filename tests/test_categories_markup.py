@@ -1,5 +1,5 @@
 """HTML and LaTeX lexical labelers against hand-labelled snippets."""
-from analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories import DocView, REGISTRY
 
 
 def lex(name, col, pieces, domain):

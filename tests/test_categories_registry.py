@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from analysis.categories import REGISTRY, DocView, label_by_spans, label_document, labeler
-from analysis.categories.registry import Labeler
+from tokengap.analysis.categories import REGISTRY, DocView, label_by_spans, label_document, labeler
+from tokengap.analysis.categories.registry import Labeler
 from tests.synthetic import LexiconTagger, synthetic_evalset
 
 

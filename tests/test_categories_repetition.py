@@ -1,8 +1,8 @@
 """Repetition labeler: repeated n-grams within a window, first occurrences not counted, copy distance."""
 import numpy as np
 
-from analysis.categories import DocView, REGISTRY
-from analysis.categories.repetition import ngram_ids, repeats
+from tokengap.analysis.categories import DocView, REGISTRY
+from tokengap.analysis.categories.repetition import ngram_ids, repeats
 
 
 def rep(pieces, context_len=None, **params):

@@ -1,5 +1,5 @@
-"""The Triton linear cross-entropy (models/ops/ce/kernel.py) against its twin, lm_head + F.cross_entropy: the loss
-and both gradients, with ignored targets, a vocabulary that is not a multiple of the block, and an upstream
+"""The Triton linear cross-entropy (tokengap/models/ops/ce/kernel.py) against its twin, lm_head + F.cross_entropy: the
+loss and both gradients, with ignored targets, a vocabulary that is not a multiple of the block, and an upstream
 gradient other than 1. On CPU the kernel runs in Triton's interpreter (TRITON_INTERPRET=1, set before triton is
 imported, hence a subprocess); on CUDA the compiled kernel runs too."""
 import os
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = textwrap.dedent("""
     import torch
     import torch.nn.functional as F
-    from models.ops.ce.kernel import linear_cross_entropy_triton
+    from tokengap.models.ops.ce.kernel import linear_cross_entropy_triton
 
     def check(device, dtype, n, d, v, n_ignored, upstream, block, tol):
         g = torch.Generator().manual_seed(n * 100 + v)
@@ -115,7 +115,7 @@ def test_triton_ce_matches_torch_twin_on_cuda():
     exec(CASES, ns)
     ns["run"]("cuda", 16)
     ns["run"]("cuda", 512)  # one tile, partly masked
-    from models.ops.ce.kernel import MAX_BLOCK
+    from tokengap.models.ops.ce.kernel import MAX_BLOCK
     # a vocabulary like the zoo's, bf16 GEMMs (as under autocast), both paths: the row in registers (the
     # default up to MAX_ONE_TILE columns) and two passes of MAX_BLOCK. The rounding of the bf16 gradient of
     # the logits, written in place, is the difference
@@ -126,9 +126,9 @@ def test_triton_ce_matches_torch_twin_on_cuda():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_lm_loss_on_cuda_matches_the_twin_under_autocast():
     """LM.forward on CUDA runs the Triton loss; with it switched off, the twin. Same loss and gradients."""
-    from models import LM
-    from models.__main__ import load
-    from models.kernels import KernelChoice
+    from tokengap.models import LM
+    from tokengap.models.__main__ import load
+    from tokengap.models.kernels import KernelChoice
     cfg = load(["model=transformer", "size=tiny", "model.vocab_size=1000"])
     torch.manual_seed(0)
     model = LM(cfg).cuda()

@@ -1,5 +1,5 @@
-"""The Triton causal conv (models/ops/conv/kernel.py) against its twin causal_conv1d_torch: values and all three
-gradients. On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported,
+"""The Triton causal conv (tokengap/models/ops/conv/kernel.py) against its twin causal_conv1d_torch: values and all
+three gradients. On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set before triton is imported,
 hence a subprocess); on CUDA the compiled kernels run too."""
 import os
 import subprocess
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Small blocks so that several time tiles, a partial last tile and two channel tiles are all exercised.
 CASES = textwrap.dedent("""
     import torch
-    from models.ops.conv.kernel import causal_conv1d_triton
-    from models.ops.conv.reference import causal_conv1d_torch
+    from tokengap.models.ops.conv.kernel import causal_conv1d_triton
+    from tokengap.models.ops.conv.reference import causal_conv1d_torch
 
     def check(device, dtype, b, l, c, k, bias, act, strided, bl, bc, tol, tol_w=None):
         g = torch.Generator().manual_seed(b * 1000 + l * 10 + c)
@@ -72,7 +72,7 @@ def test_interpreter_test_catches_a_wrong_tap():
     """The check above can fail: with the weight taps reversed, it must report a mismatch."""
     pytest.importorskip("triton")
     r = _run_interpreted(textwrap.dedent("""
-        import models.ops.conv.kernel as ct
+        import tokengap.models.ops.conv.kernel as ct
         orig = ct.causal_conv1d_triton
         ct_flip = lambda x, w, b=None, act=True, **kw: orig(x, w.flip(-1), b, act, **kw)
         causal_conv1d_triton = ct_flip
@@ -89,7 +89,7 @@ def test_triton_conv_matches_torch_twin_on_cuda():
     ns: dict = {}
     exec(CASES, ns)
     ns["run"]("cuda", 16, 16)
-    from models.ops.conv.kernel import BLOCK_C, BLOCK_L
+    from tokengap.models.ops.conv.kernel import BLOCK_C, BLOCK_L
     ns["run"]("cuda", BLOCK_L, BLOCK_C)  # the production blocks
     # bf16 in and out, float32 inside but g (dy * silu') stored in bf16, as the twin's: rounding of y, g and dx only
     ns["check"]("cuda", torch.bfloat16, 4, 300, 1280, 4, True, True, True, BLOCK_L, BLOCK_C, 2e-2)

@@ -1,8 +1,8 @@
-"""conf/data/*.yaml against the DataConfig schema: every mix loads, a wrong key or value fails naming it."""
+"""tokengap/conf/data/*.yaml against the DataConfig schema: every mix loads, a wrong key or value fails naming it."""
 import pytest
 
-from train.data.config import DOMAINS, DataConfig, DataConfigError, load_config
-from train.data.sources import SOURCES
+from tokengap.train.data.config import DOMAINS, DataConfig, DataConfigError, load_config
+from tokengap.train.data.sources import SOURCES
 
 
 @pytest.mark.parametrize("mix,vocab", [("tiny", 8192), ("small", 16384), ("large", 32768)])
@@ -52,7 +52,7 @@ def test_mixes_compose_as_a_hydra_config_group(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from train.data.config import CONF_DIR, validate
+    from tokengap.train.data.config import CONF_DIR, validate
 
     @dataclass
     class Root:
@@ -79,8 +79,9 @@ def test_unpack_path_imports_only_stdlib_numpy_tokenizers():
     import sys
     from pathlib import Path
 
-    code = ("import sys, tokenizers; import train.data.__main__, train.data.carry, train.data.bpe, train.data.shards, "
-            "train.data.split; heavy = ('torch', 'datasets', 'omegaconf', 'hydra', 'rdata', 'mwparserfromhell'); "
+    code = ("import sys, tokenizers; import tokengap.train.data.__main__, tokengap.train.data.carry, "
+            "tokengap.train.data.bpe, tokengap.train.data.shards, tokengap.train.data.split; "
+            "heavy = ('torch', 'datasets', 'omegaconf', 'hydra', 'rdata', 'mwparserfromhell'); "
             "print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import build as build_mod
-from train.data.bpe import load
-from train.data.build import build, manifest_hash, up_to_date
-from train.data.carry import CarryError, pack, unpack
-from train.data.config import DOMAINS, load_config
-from train.data.fetch import FetchError, HashMismatch, Lock
-from train.data.loader import PackedCorpus
-from train.data.split import NgramIndex
+from tokengap.train.data import build as build_mod
+from tokengap.train.data.bpe import load
+from tokengap.train.data.build import build, manifest_hash, up_to_date
+from tokengap.train.data.carry import CarryError, pack, unpack
+from tokengap.train.data.config import DOMAINS, load_config
+from tokengap.train.data.fetch import FetchError, HashMismatch, Lock
+from tokengap.train.data.loader import PackedCorpus
+from tokengap.train.data.split import NgramIndex
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "build" / "downloads"
@@ -105,7 +105,7 @@ def test_pack_then_unpack_reproduces_train_bin(corpus, tmp_path):
 def test_subset_is_a_prefix_that_packs_and_unpacks(corpus, tmp_path):
     """subset keeps whole documents up to the token budget, train.bin is the original's prefix, the eval set is the
     same (so are its labels and filters), and the subset carries like any corpus (unpack re-verifies it)."""
-    from train.data.carry import subset
+    from tokengap.train.data.carry import subset
     root = tmp_path / "corpora"
     shutil.copytree(corpus, root / corpus.name)
     sub = subset(root / corpus.name, "tiny-sub", 200_000, log=quiet)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from train.data import fetch
-from train.data.fetch import FetchError, HashMismatch, Lock, ToolMissing, fetch_deb, fetch_npm, fetch_pypi
+from tokengap.train.data import fetch
+from tokengap.train.data.fetch import FetchError, HashMismatch, Lock, ToolMissing, fetch_deb, fetch_npm, fetch_pypi
 
 GOOD = b"a real package\n"
 GOOD_SHA = hashlib.sha256(GOOD).hexdigest()

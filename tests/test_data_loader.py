@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.data.bpe import EOT_ID, load, train_bpe
-from train.data.loader import PackedCorpus, TokenWindows, prepare_hf
-from train.data.shards import write_token_files
+from tokengap.train.data.bpe import EOT_ID, load, train_bpe
+from tokengap.train.data.loader import PackedCorpus, TokenWindows, prepare_hf
+from tokengap.train.data.shards import write_token_files
 
 DOCS = [f"Document number {i}. " + "Some words repeat here, " * (i % 7 + 1) + f"and it ends {i}." for i in range(40)]
 

@@ -3,10 +3,10 @@ import random
 
 import pytest
 
-from train.data.collect import split_long
-from train.data.config import DataConfig
-from train.data.split import (NgramIndex, allocate, dedup_exact, drop_near_duplicates, nbytes, select, split_eval,
-                              take_bytes)
+from tokengap.train.data.collect import split_long
+from tokengap.train.data.config import DataConfig
+from tokengap.train.data.split import (NgramIndex, allocate, dedup_exact, drop_near_duplicates, nbytes, select,
+                                       split_eval, take_bytes)
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
 
@@ -91,8 +91,8 @@ def test_split_long_cuts_at_paragraphs_and_loses_nothing(max_chars):
 def test_a_hand_edited_extraction_cache_is_extracted_again_and_said(tmp_path, capsys):
     """The extraction cache is read only while it matches the sha256 recorded when it was written: a cache edited
     by hand would build a different corpus without a word, so it is extracted again and the log says why."""
-    from train.data.collect import extracted
-    from train.data.sources import Source
+    from tokengap.train.data.collect import extracted
+    from tokengap.train.data.sources import Source
     calls = []
 
     def extract(path):

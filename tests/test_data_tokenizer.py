@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from train.data.bpe import EOT, EOT_ID, encode_with_offsets, load, train_bpe
+from tokengap.train.data.bpe import EOT, EOT_ID, encode_with_offsets, load, train_bpe
 
 TRAIN = [
     "The quick brown fox jumps over the lazy dog. " * 20,
@@ -57,7 +57,7 @@ def test_offsets_cover_the_original_characters(tok, text):
 
 
 def test_bpe_training_is_deterministic_across_processes(tmp_path):
-    code = ("import sys; from train.data.bpe import train_bpe; from tests.test_data_tokenizer import TRAIN; "
+    code = ("import sys; from tokengap.train.data.bpe import train_bpe; from tests.test_data_tokenizer import TRAIN; "
             "train_bpe(TRAIN * 3, vocab_size=700).save(sys.argv[1])")
     outs = []
     for i, threads in enumerate(["1", "2"]):

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import ModelConfig
-from models.mixers.gdn import GatedDeltaNet, from_hf_state_dict, to_hf_state_dict
-from models.ops.gdn.naive import gdn_recurrent_naive
-from models.ops.gdn.reference import gdn_chunked_torch, l2_normalize
+from tokengap.models import ModelConfig
+from tokengap.models.mixers.gdn import GatedDeltaNet, from_hf_state_dict, to_hf_state_dict
+from tokengap.models.ops.gdn.naive import gdn_recurrent_naive
+from tokengap.models.ops.gdn.reference import gdn_chunked_torch, l2_normalize
 
 
 def _inputs(b, l, h, dk, dv, neg_eigval=True, seed=0, dtype=torch.float64):
@@ -122,8 +122,8 @@ def test_grouped_value_heads_repeat_each_key_head():
     def spy(q, k, v, g, beta, chunk_size):
         seen["q"] = q
         return gdn_chunked_torch(q, k, v, g, beta, chunk_size=chunk_size)
-    ops = types.SimpleNamespace(gdn=spy, conv=__import__("models.ops.conv.reference", fromlist=["x"]).causal_conv1d_torch,
-                                gated_norm=__import__("models.ops.gated_norm.reference", fromlist=["x"]).gated_rms_norm_torch)
+    ops = types.SimpleNamespace(gdn=spy, conv=__import__("tokengap.models.ops.conv.reference", fromlist=["x"]).causal_conv1d_torch,
+                                gated_norm=__import__("tokengap.models.ops.gated_norm.reference", fromlist=["x"]).gated_rms_norm_torch)
     layer(x, None, ops)
     q = seen["q"]
     assert q.shape[2] == 8 and torch.equal(q[:, :, 0], q[:, :, 1]) and not torch.equal(q[:, :, 1], q[:, :, 2])
@@ -166,7 +166,7 @@ def _stand_in(guard_flag: bool, bug: float = 0.0, dg_shift: float = 0.0):
 
 @pytest.fixture
 def fla_stand_in(monkeypatch):
-    from models.ops.gdn import fla
+    from tokengap.models.ops.gdn import fla
     monkeypatch.setattr(fla, "_passed", {})
 
     def install(guard_flag=False, bug=0.0, dg_shift=0.0):
@@ -251,7 +251,7 @@ def test_isolated_check_turns_a_crash_or_a_refusal_into_one_line():
     """On CUDA the check runs in a child process: a kernel that kills it (as fla's float32 path did on the H200)
     or a refusal printed by it is a one-line GDNKernelCheckError here; a pass comes back with its errors."""
     import sys
-    from models.ops.gdn import fla
+    from tokengap.models.ops.gdn import fla
     args = {"dk": 8, "dv": 16, "dtype": "float32", "chunk_size": 16}
     with pytest.raises(fla.GDNKernelCheckError, match=r"crashed the check process \(exit -6") as err:
         fla.run_isolated(args, [sys.executable, "-c", "import os; os.abort()"])
@@ -265,16 +265,16 @@ def test_isolated_check_turns_a_crash_or_a_refusal_into_one_line():
 def test_lm_check_kernels_runs_the_check_once_per_shape(fla_stand_in, monkeypatch):
     """LM.check_kernels asks each GDN layer's check; with the fla path resolved (here: forced), one check for the
     shared head dims of all layers, reported in one line."""
-    from models import LM
-    from models.kernels import MixerOps
-    from models.mixers import gdn as gdn_mixer
+    from tokengap.models import LM
+    from tokengap.models.kernels import MixerOps
+    from tokengap.models.mixers import gdn as gdn_mixer
     fla, install = fla_stand_in
     install(guard_flag=False)
     cfg = ModelConfig(d_model=64, n_heads=4, n_layers=3, pattern=["gdn", "gdn", "attention"], vocab_size=16)
     cfg.gdn.chunk_size = 16
     model = LM(cfg)
     ops = MixerOps(gdn=fla.chunk_gdn_fla, names=(("gdn", "fla-triton 0.fake"),))
-    monkeypatch.setattr("models.lm.mixer_ops", lambda *a: ops)
+    monkeypatch.setattr("tokengap.models.lm.mixer_ops", lambda *a: ops)
     calls = []
     real = fla.check_backward
     monkeypatch.setattr(fla, "check_backward", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -304,7 +304,7 @@ def test_bf16_operands_cost_the_twin_a_bf16_sized_error():
 def test_round_tf32_known_answers():
     """TF32 keeps 10 mantissa bits: 1 + 2^-10 survives, 1 + 2^-12 rounds down, a tie (1 + 2^-11) rounds away from
     zero; the relative rounding error is at most 2^-11; inf stays inf."""
-    from models.ops.gdn.reference import round_tf32
+    from tokengap.models.ops.gdn.reference import round_tf32
     x = torch.tensor([1.0, 1 + 2 ** -10, 1 + 2 ** -11, 1 + 2 ** -12, -1 - 2 ** -11, float("inf")])
     assert round_tf32(x).tolist() == [1.0, 1 + 2 ** -10, 1 + 2 ** -10, 1.0, -1 - 2 ** -10, float("inf")]
     y = torch.randn(10000, generator=torch.Generator().manual_seed(0))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from models import LM, ModelConfig
-from models.kernels import KernelChoice
-from models.mixers.gdn import GatedDeltaNet
+from tokengap.models import LM, ModelConfig
+from tokengap.models.kernels import KernelChoice
+from tokengap.models.mixers.gdn import GatedDeltaNet
 from scripts.gpu_check import WithOps, _step, rel, run_layer
 
 TINY = dict(name="hybrid_gdn", n_layers=2, d_model=64, n_heads=2, pattern=["gdn", "attention"], mlp_ratio=2.0,
@@ -44,9 +44,9 @@ def test_step_on_cpu_returns_the_loss_and_every_gradient():
 
 def test_gpu_checks_gdn_layer_has_the_zoos_head_dims():
     """gpu_check's GDN rows measure the head dims the zoo trains with (hybrid_gdn at `small`)."""
-    from models import ModelConfig
-    from models.__main__ import load
-    from models.mixers.gdn import dims
+    from tokengap.models import ModelConfig
+    from tokengap.models.__main__ import load
+    from tokengap.models.mixers.gdn import dims
     from scripts.gpu_check import GDN_LM
     assert dims(ModelConfig(**GDN_LM)) == dims(load(["model=hybrid_gdn", "size=small"])) == (4, 4, 96, 192)
 

@@ -1,4 +1,4 @@
-"""The CUDA-graphed forward + backward (train/graphed.py): the same updates as the plain loop.
+"""The CUDA-graphed forward + backward (tokengap/train/graphed.py): the same updates as the plain loop.
 
 On CPU the three CUDA pieces (graph, capture, side stream) are stood in by a graph whose replay re-runs the
 captured function and writes into the captured gradient buffers, as a real replay does; that checks the
@@ -11,11 +11,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from models import LM
-from models.config import ConfigError
-from train.config import load_run_config
-from train.graphed import GraphedFwdBwd
-from train.loop import Trainer
+from tokengap.models import LM
+from tokengap.models.config import ConfigError
+from tokengap.train.config import load_run_config
+from tokengap.train.graphed import GraphedFwdBwd
+from tokengap.train.loop import Trainer
 
 from tests.test_train import make_corpus, overrides, train_losses
 
@@ -26,7 +26,7 @@ def corpus(tmp_path_factory):
 
 
 def tiny_lm(model: str = "hybrid", **over) -> LM:
-    from models.__main__ import load
+    from tokengap.models.__main__ import load
     cfg = load([f"model={model}", "size=tiny", "model.vocab_size=97", "model.n_layers=4", "model.d_model=64",
                 "model.n_heads=2", "model.mamba.d_state=8", "model.mamba.headdim=16", "model.mamba.chunk_size=16",
                 *(f"model.{k}={v}" for k, v in over.items())])

@@ -1,6 +1,6 @@
-"""The pretrained path: a tiny random model of every verified transformers class (analysis/hf.py: CLASSES), saved
-with a tokenizer, scored through `python -m analysis score --hf PATH`; its per-token losses must average, window by
-window, to the model's own `labels=` loss. CUDA-only classes and the CUDA device run where there is a GPU."""
+"""The pretrained path: a tiny random model of every verified transformers class (tokengap/analysis/hf.py: CLASSES),
+saved with a tokenizer, scored through `python -m tokengap.analysis score --hf PATH`; its per-token losses must average,
+window by window, to the model's own `labels=` loss. CUDA-only classes and the CUDA device run where there is a GPU."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import torch
 pytest.importorskip("transformers")
 import transformers  # noqa: E402
 
-from analysis.__main__ import main as analysis_main  # noqa: E402
-from evaluation.evalset import EvalSet, TextTokenizer  # noqa: E402
-from evaluation.scorefile import load_scores  # noqa: E402
+from tokengap.analysis.__main__ import main as analysis_main  # noqa: E402
+from tokengap.evaluation.evalset import EvalSet, TextTokenizer  # noqa: E402
+from tokengap.evaluation.scorefile import load_scores  # noqa: E402
 
 VOCAB = 320
 TEXTS = ["The cat sat on the mat, and the dog sat on the log. " * 6, "def f(x):\n    return (x + 1) * [2, 3]\n" * 5,
@@ -129,8 +129,8 @@ def test_cuda_only_class_is_refused_on_cpu_before_loading(tokenizer_dir, corpus,
 
 def test_inexact_mamba2_path_is_refused(tokenizer_dir, tmp_path, monkeypatch):
     """A Mamba2 whose losses move with the chunk size (planted: a chunk-dependent bias) is refused in one line."""
-    from analysis.errors import AnalysisError
-    from analysis.hf import mamba2_chunk_check
+    from tokengap.analysis.errors import AnalysisError
+    from tokengap.analysis.hf import mamba2_chunk_check
     path = _save_model("mamba2", tokenizer_dir, tmp_path)
     model = transformers.AutoModelForCausalLM.from_pretrained(path).eval()
     assert mamba2_chunk_check(model, VOCAB, torch.device("cpu")) < 1e-4  # the real path is exact
@@ -163,13 +163,12 @@ def test_missing_model_without_network_fails_in_one_line_within_seconds(corpus, 
 
 
 def test_pair_recipes_name_only_verified_classes_as_verified():
-    """conf/pairs.yaml: every side marked verified is a class this file tests; every pair says its context."""
-    from pathlib import Path
-
+    """tokengap/conf/pairs.yaml: every side marked verified is a class this file tests; every pair says its context."""
     import yaml
 
-    from analysis.hf import CLASSES
-    pairs = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "pairs.yaml").read_text())["pairs"]
+    from tokengap.analysis.hf import CLASSES
+    from tokengap.models.config import CONF_DIR
+    pairs = yaml.safe_load((CONF_DIR / "pairs.yaml").read_text())["pairs"]
     tested = {cls for cls, _ in CLASSES.values()}
     assert len(pairs) >= 4
     for p in pairs:

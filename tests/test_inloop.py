@@ -1,4 +1,4 @@
-"""The in-loop library (analysis/inloop.py) and its Trainer callback (analysis/hf_callback.py): the same numbers as
+"""The in-loop library (tokengap/analysis/inloop.py) and its Trainer callback (tokengap/analysis/hf_callback.py): the same numbers as
 our training loop's evaluation, tokenizers of every accepted kind, one-line refusals, and a real `Trainer` whose
 logged values equal a direct call and whose training the callback does not disturb."""
 from __future__ import annotations
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.categories.filters import filter_masks, filter_names
-from analysis.inloop import DEFAULT_FILTERS, FilteredEval, InLoopError, as_tokenizer, label_masks, take_tokens
-from evaluation.evalset import EvalSet
-from models import LM, ModelConfig
+from tokengap.analysis.categories.filters import filter_masks, filter_names
+from tokengap.analysis.inloop import DEFAULT_FILTERS, FilteredEval, InLoopError, as_tokenizer, label_masks, take_tokens
+from tokengap.evaluation.evalset import EvalSet
+from tokengap.models import LM, ModelConfig
 from tests.synthetic import regex_tokenizer, synthetic_docs, synthetic_evalset
-from train.loop import Evaluator
+from tokengap.train.loop import Evaluator
 
 CTX = 64
 
@@ -28,8 +28,8 @@ def ev():
 def masks(ev):
     # labels from the synthetic set's own generator (no spaCy): the masks' content does not matter here, only
     # that both sides average under the same ones
-    from analysis.categories.context import logprob_from_counts, unigram_counts
-    from analysis.labels import label_evalset, to_frame
+    from tokengap.analysis.categories.context import logprob_from_counts, unigram_counts
+    from tokengap.analysis.labels import label_evalset, to_frame
     from tests.synthetic import LexiconTagger
 
     res = {"tagger": LexiconTagger(), "unigram_logprob": logprob_from_counts(unigram_counts(ev.tokens, 50001))}
@@ -146,7 +146,7 @@ def test_tokenizer_kinds_give_the_same_ids(tmp_path):
 
 def test_labels_are_cached(tmp_path, monkeypatch, ev, masks):
     """label_masks labels once per eval set and context; the second call reads the cache."""
-    import analysis.labels as labels
+    import tokengap.analysis.labels as labels
 
     calls = []
 
@@ -178,7 +178,7 @@ def _train(tmp_path, ev, masks, callback: str, steps: int = 4):
     the control that shows the comparison can fail)."""
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
-    from analysis.hf_callback import FilteredLossCallback
+    from tokengap.analysis.hf_callback import FilteredLossCallback
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=50001, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -224,7 +224,7 @@ def test_trainer_callback_logs_a_direct_call_and_disturbs_nothing(tmp_path, ev, 
 
 
 def test_from_files_reads_the_users_jsonl(tmp_path, monkeypatch, masks):
-    import analysis.inloop as inloop
+    import tokengap.analysis.inloop as inloop
 
     docs = synthetic_docs(n_docs_per_domain=2, units=3, domains=("books", "python"))
     f = tmp_path / "eval.jsonl"

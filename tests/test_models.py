@@ -10,21 +10,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import LM, ModelConfig
-from models.__main__ import SIZES, ZOO, load
-from models.config import count_params_formula
-from models.io import from_pretrained, save_pretrained
-from models import kernels
-from models.kernels import KernelChoice, mixer_ops
-from models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
-from models.ops import external
-from models.ops.conv.external import wrap_fla_conv
-from models.ops.conv.reference import causal_conv1d_torch
-from models.ops.external import mamba_ssm_triton
-from models.ops.gated_norm.mamba_ssm import wrap_mamba_norm
-from models.ops.gated_norm.reference import gated_rms_norm_torch
-from models.ops.ssd.naive import ssd_recurrent_naive
-from models.ops.ssd.reference import ssd_chunked_torch
+from tokengap.models import LM, ModelConfig
+from tokengap.models.__main__ import SIZES, ZOO, load
+from tokengap.models.config import count_params_formula
+from tokengap.models.io import from_pretrained, save_pretrained
+from tokengap.models import kernels
+from tokengap.models.kernels import KernelChoice, mixer_ops
+from tokengap.models.mixers.attention import Attention, apply_rope, attention_math_reference, rope_tables
+from tokengap.models.ops import external
+from tokengap.models.ops.conv.external import wrap_fla_conv
+from tokengap.models.ops.conv.reference import causal_conv1d_torch
+from tokengap.models.ops.external import mamba_ssm_triton
+from tokengap.models.ops.gated_norm.mamba_ssm import wrap_mamba_norm
+from tokengap.models.ops.gated_norm.reference import gated_rms_norm_torch
+from tokengap.models.ops.ssd.naive import ssd_recurrent_naive
+from tokengap.models.ops.ssd.reference import ssd_chunked_torch
 
 
 def tiny(name: str, vocab: int = 97, **over) -> ModelConfig:
@@ -117,7 +117,7 @@ def test_sdpa_matches_math_reference(window, kv_heads):
 def test_flex_attention_window_equals_the_sdpa_mask(seqlen, window):
     """What compiled CUDA training runs for `swa` (FlexAttention with a block mask) equals the eager SDPA mask path
     (forward here: FlexAttention has no CPU backward; scripts/gpu_check.py compares the compiled train step)."""
-    from models.mixers.attention import window_block_mask
+    from tokengap.models.mixers.attention import window_block_mask
     torch.manual_seed(0)
     cfg = tiny("transformer", n_kv_heads=2, window=window)
     attn = Attention(cfg, window=window)
@@ -169,7 +169,7 @@ def _assert_causal(fn, x, t):
 
 @pytest.mark.parametrize("mixer", ["attention", "swa", "mamba2", "gdn"])
 def test_mixer_causality(mixer):
-    from models import mixers
+    from tokengap.models import mixers
     torch.manual_seed(0)
     cfg = tiny("hybrid", window=4)
     mod = mixers.get(mixer).build(cfg, 0)
@@ -277,7 +277,7 @@ def test_composition_and_pattern_spellings():
     (["model.recurrent_mixer=attention", "model.ratio=3:1"], "model.recurrent_mixer"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(overrides, key):
-    from models.config import ConfigError
+    from tokengap.models.config import ConfigError
 
     with pytest.raises(ConfigError) as err:
         load(["model=hybrid", *overrides]).layers()
@@ -299,8 +299,8 @@ def test_a_mixer_registered_in_a_test_builds_a_model():
     """The registry is the one place a mixer is known: a toy mixer (a causal running mean + a projection) registered
     here is accepted by model.pattern and ratio, counted by the closed form, built, trained a step, described and
     reported, and unknown again once unregistered."""
-    from models import mixers
-    from models.config import ConfigError, flops_per_token
+    from tokengap.models import mixers
+    from tokengap.models.config import ConfigError, flops_per_token
 
     class RunningMean(torch.nn.Module):
         def __init__(self, cfg, layer_idx):
@@ -332,9 +332,10 @@ def test_a_mixer_registered_in_a_test_builds_a_model():
 def test_cli_prints_layers_and_fails_in_one_line():
     import subprocess
 
-    ok = subprocess.run([sys.executable, "-m", "models", "model=hybrid", "size=small"], capture_output=True, text=True)
+    ok = subprocess.run([sys.executable, "-m", "tokengap.models", "model=hybrid", "size=small"], capture_output=True,
+                        text=True)
     assert ok.returncode == 0 and "layer  3: attention" in ok.stdout and "non-embedding" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "models", "model.n_heads=5"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "tokengap.models", "model.n_heads=5"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "model.n_heads" in bad.stderr
 
 
@@ -412,7 +413,7 @@ def test_conv_dispatch_picks_fla_and_passes_its_layout(tmp_path, monkeypatch):
     """fla gets x as (b, l, c) and weight as (c, k), and its (y, final_state) is unwrapped: checked against
     causal_conv1d_torch by routing the fake's call to it."""
     _fake_fla(tmp_path, monkeypatch, """
-        from models.ops.conv.reference import causal_conv1d_torch
+        from tokengap.models.ops.conv.reference import causal_conv1d_torch
         def causal_conv1d(x, weight, bias=None, activation=None, **kw):
             assert x.dim() == 3 and weight.shape == (x.shape[-1], weight.shape[1]), (x.shape, weight.shape)
             return causal_conv1d_torch(x, weight, bias, activation=activation == "silu"), None
@@ -503,7 +504,7 @@ def test_fla_conv_matches_reference_on_cuda():
 def test_cached_rope_tables_equal_fresh_ones_and_survive_inference_mode():
     """The cache returns the same tables as rope_tables; built first under inference_mode (as when scoring), they
     must still be usable in a training step (inference tensors cannot be saved for backward)."""
-    from models.mixers.attention import _rope_tables_cache, rope_tables_cached
+    from tokengap.models.mixers.attention import _rope_tables_cache, rope_tables_cached
     _rope_tables_cache.cache_clear()
     model = LM(tiny("transformer"))
     ids = torch.randint(0, 97, (2, 19))
@@ -541,7 +542,7 @@ def test_ssd_custom_op_matches_twin_and_compiles_without_graph_break(monkeypatch
     """tokengap::mamba_ssd (what the CUDA path runs, mamba-ssm's kernels inside) wired to a twin-backed stand-in:
     values and all seven gradients match the twin, torch.library.opcheck passes (schema, fake, autograd), and a
     compiled function over it has no graph break (fullgraph=True)."""
-    import models.ops.ssd.mamba_ssm as K
+    import tokengap.models.ops.ssd.mamba_ssm as K
     monkeypatch.setattr(K, "mamba_ssm_triton", lambda: (_twin_namespace(), ""))
     g = torch.Generator().manual_seed(3)
     b, l, h, p, n = 2, 24, 4, 8, 6

@@ -1,4 +1,4 @@
-"""The fused residual add + RMSNorm (models/ops/add_norm/kernel.py) against its twin add_rms_norm_torch, in float64: s, h
+"""The fused residual add + RMSNorm (tokengap/models/ops/add_norm/kernel.py) against its twin add_rms_norm_torch, in float64: s, h
 and the gradients of x, y and the weight. On CPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set
 before triton is imported, hence a subprocess); on CUDA the compiled kernels run too."""
 import os
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = textwrap.dedent("""
     import torch
     import torch.nn as nn
-    from models.ops.add_norm.reference import add_rms_norm_torch
-    from models.ops.add_norm.kernel import add_rms_norm_triton
+    from tokengap.models.ops.add_norm.reference import add_rms_norm_torch
+    from tokengap.models.ops.add_norm.kernel import add_rms_norm_triton
 
     def rel(a, r):
         return ((a.double() - r).abs().max() / (r.abs().max() + 1e-12)).item()
@@ -116,8 +116,8 @@ def test_add_norm_custom_ops_pass_opcheck_and_a_model_matches_its_twin():
     hybrid LM with the fused norm gives the twin's loss and gradients (the block wiring), in the interpreter."""
     pytest.importorskip("triton")
     r = _run_interpreted(textwrap.dedent("""
-        import models.lm as lm
-        from models.config import MambaConfig, ModelConfig
+        import tokengap.models.lm as lm
+        from tokengap.models.config import MambaConfig, ModelConfig
         x, y, w = torch.randn(2, 5, 20), torch.randn(2, 5, 20).bfloat16(), torch.rand(20) + 0.5
         for args in [(x, y, w, 1e-5, torch.bfloat16, 64, 4), (x, None, w, 1e-5, torch.float32, 64, 4)]:
             torch.library.opcheck(torch.ops.tokengap.add_rms_norm_fwd.default, args)
@@ -183,7 +183,7 @@ def test_add_norm_custom_ops_pass_opcheck_and_a_model_matches_its_twin():
 def test_triton_add_norm_matches_torch_twin_on_cuda():
     ns: dict = {}
     exec(CASES, ns)
-    from models.ops.add_norm.kernel import TILE
+    from tokengap.models.ops.add_norm.kernel import TILE
     ns["run"]("cuda", 64)
     ns["run"]("cuda", TILE)  # the production tiles
     # the transformer `base` row (768 columns, one masked quarter), autocast's dtypes, many persistent blocks

@@ -1,9 +1,9 @@
 """Nothing lost, nothing silently wrong (issue 28, classes 1 and 2), through the real entry points (`python -m
-train`, `python -m analysis`, `python -m train.data` as main(argv)): a table of commands pointed at what is not
-theirs (a folder of the user's files, a clone, the committed results/, a file of another kind or model, a run
-another process trains), each refused in one line with exit status 2 and every watched file unchanged by hash; a
-table of damage that leaves the checkpoints intact (a torn or garbage metrics.jsonl line, a checkpoint's meta.json
-unreadable or missing), each resumed onto the uninterrupted loss curve; and the start-up checks of the run
+tokengap.train`, `python -m tokengap.analysis`, `python -m tokengap.train.data` as main(argv)): a table of commands
+pointed at what is not theirs (a folder of the user's files, a clone, the committed results/, a file of another kind or
+model, a run another process trains), each refused in one line with exit status 2 and every watched file unchanged by
+hash; a table of damage that leaves the checkpoints intact (a torn or garbage metrics.jsonl line, a checkpoint's
+meta.json unreadable or missing), each resumed onto the uninterrupted loss curve; and the start-up checks of the run
 directory."""
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from analysis.__main__ import main as analysis
-from models.ours import LOCK, MARKER, RESULTS, hold_lock, kind_of, make_ours
+from tokengap.analysis.__main__ import main as analysis
+from tokengap.models.ours import LOCK, MARKER, RESULTS, hold_lock, kind_of, make_ours
 from tests.test_train import make_corpus, overrides, train_losses
-from train import checkpoint as ckpt
-from train.config import load_run_config
-from train.data.__main__ import main as data
-from train.loop import Trainer
-from train.loop import main as train
+from tokengap.train import checkpoint as ckpt
+from tokengap.train.config import load_run_config
+from tokengap.train.data.__main__ import main as data
+from tokengap.train.loop import Trainer
+from tokengap.train.loop import main as train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -209,7 +209,7 @@ def test_a_second_training_is_refused_while_the_first_runs_and_a_killed_ones_loc
     a kill -9 of the first (its lock file still there), the same command resumes: the kernel dropped the lock."""
     run = tmp_path / "run"
     args = overrides(corpus, run, "train.max_tokens=51200", "train.checkpoint.interval=10", "train.eval.interval=0")
-    proc = subprocess.Popen([sys.executable, "-m", "train", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "tokengap.train", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.time() + 120
@@ -298,7 +298,7 @@ def test_no_checkpoint_that_verifies_is_refused_and_the_run_left_as_it_was(corpu
 def test_start_up_checks_the_run_directory_before_training(corpus, tmp_path, capsys, monkeypatch):
     """A disk without room for one checkpoint, or a run_dir under a file, fails in one line before the run
     directory exists; the estimate is 12 bytes a parameter (weights and AdamW's two moments)."""
-    import train.loop as loop
+    import tokengap.train.loop as loop
 
     run = tmp_path / "run"
     real = shutil.disk_usage

@@ -1,7 +1,7 @@
 """Every ordinary mistake is one line, exit status 2, before the long part (issue 28, classes 3, 4 and 5), through
-the real entry points (`python -m analysis` and `python -m train` as main(argv)): a table of bad inputs, each row
-the command, the words its one line must hold, and the files that must stay unchanged (by hash). Ctrl-C is one line
-and exit status 130; a Hugging Face name out of reach is one line within seconds from every entry point."""
+the real entry points (`python -m tokengap.analysis` and `python -m tokengap.train` as main(argv)): a table of bad
+inputs, each row the command, the words its one line must hold, and the files that must stay unchanged (by hash). Ctrl-C
+is one line and exit status 130; a Hugging Face name out of reach is one line within seconds from every entry point."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.__main__ import main as analysis
+from tokengap.analysis.__main__ import main as analysis
 from tests.test_nothing_lost import corpus, hashes, made, refused  # noqa: F401  (fixtures)
 from tests.test_train import overrides
-from train import checkpoint as ckpt
-from train.loop import main as train
+from tokengap.train import checkpoint as ckpt
+from tokengap.train.loop import main as train
 
 
 def rows(corpus: Path, made: dict, t: Path) -> list[tuple]:
@@ -107,7 +107,7 @@ def test_every_ordinary_mistake_is_one_line_and_changes_nothing(corpus, made, tm
 
 
 def test_ctrl_c_while_scoring_is_one_line_and_status_130(corpus, made, tmp_path, capsys, monkeypatch):  # noqa: F811
-    from analysis import score as score_module
+    from tokengap.analysis import score as score_module
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

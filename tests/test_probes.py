@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from analysis.probes.base import count_pretokens
-from analysis.probes.probeset import PROBES, ProbeSet, baseline_rows, generate_probe_set
-from analysis.probes.pronoun import GENDER_OF_NAME
+from tokengap.analysis.probes.base import count_pretokens
+from tokengap.analysis.probes.probeset import PROBES, ProbeSet, baseline_rows, generate_probe_set
+from tokengap.analysis.probes.pronoun import GENDER_OF_NAME
 
 
 # ---- brute-force resolvers: text before the target -> answer ------------------------------------------------

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation.evalset import TextTokenizer
-from analysis.probes.compare import compare
-from analysis.probes.figures import make_figures
-from analysis.probes.probeset import ProbeSet, generate_probe_set
-from analysis.probes.scoring import ARRAYS, load_results, save_results, score_probe_set
+from tokengap.evaluation.evalset import TextTokenizer
+from tokengap.analysis.probes.compare import compare
+from tokengap.analysis.probes.figures import make_figures
+from tokengap.analysis.probes.probeset import ProbeSet, generate_probe_set
+from tokengap.analysis.probes.scoring import ARRAYS, load_results, save_results, score_probe_set
 
 GENERIC = ("The history of the city begins with a small village by the river. People came to trade fish, salt "
            "and wood, and the market grew into a town with a wall, a church and a school. ") * 8
@@ -235,8 +235,8 @@ def test_figures_are_written_and_reproduced_byte_for_byte(tmp_path, capsys):
 
 # ---- command line, end to end with a small random model ---------------------------------------------------------
 def test_cli_generate_score_compare_figures(tmp_path, tok_path, tokenizer, capsys):
-    from analysis.__main__ import main
-    from models import LM, MambaConfig, ModelConfig, save_pretrained
+    from tokengap.analysis.__main__ import main
+    from tokengap.models import LM, MambaConfig, ModelConfig, save_pretrained
 
     assert main(["probes", "generate", "--out", str(tmp_path / "p"), "--preset", "tiny", "--docs-per-level", "1"]) == 0
     cfg = ModelConfig(n_layers=2, d_model=32, n_heads=2, pattern=["mamba2", "attention"], vocab_size=vocab(tokenizer),

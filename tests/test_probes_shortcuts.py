@@ -1,4 +1,4 @@
-"""Shortcuts of the v1 probe set (analysis/probes/shortcuts.py): resolvers on hand-built documents, the flags
+"""Shortcuts of the v1 probe set (tokengap/analysis/probes/shortcuts.py): resolvers on hand-built documents, the flags
 on a generated probe set, compare with `exclude`, and the probe-set hash check (CPU, seconds).
 
 The resolvers read only the text before a target; the hand-built documents below are in the generators'
@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.probes.compare import compare
-from analysis.probes.probeset import ProbeSet, generate_probe_set
-from analysis.probes.scoring import ProbeResult, load_results, save_results
-from analysis.probes.shortcuts import (ARRAYS, check_matches, compute_shortcuts, load_shortcuts, pronoun_people,
-                                       save_shortcuts, shortcut_candidates, shortcut_rows, target_shortcut)
+from tokengap.analysis.probes.compare import compare
+from tokengap.analysis.probes.probeset import ProbeSet, generate_probe_set
+from tokengap.analysis.probes.scoring import ProbeResult, load_results, save_results
+from tokengap.analysis.probes.shortcuts import (ARRAYS, check_matches, compute_shortcuts, load_shortcuts,
+                                                pronoun_people, save_shortcuts, shortcut_candidates, shortcut_rows,
+                                                target_shortcut)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -233,7 +234,7 @@ def test_compare_with_exclude_drops_exactly_those_targets():
 
 
 def test_cli_compare_with_shortcuts_and_a_mismatched_hash(tmp_path, capsys):
-    from analysis.__main__ import main
+    from tokengap.analysis.__main__ import main
 
     pa = save_results(tmp_path / "transformer-s0.npz", *fake("transformer", 0))
     pb = save_results(tmp_path / "hybrid-s0.npz", *fake("hybrid", 0))
@@ -257,7 +258,7 @@ def test_cli_compare_with_shortcuts_and_a_mismatched_hash(tmp_path, capsys):
 
 
 def test_cli_generate_adds_shortcut_baselines_and_shortcuts_writes_the_file(tmp_path, capsys):
-    from analysis.__main__ import main
+    from tokengap.analysis.__main__ import main
 
     out = tmp_path / "p"
     assert main(["probes", "generate", "--out", str(out), "--preset", "tiny", "--docs-per-level", "2"]) == 0

@@ -1,5 +1,5 @@
-"""The committed score files: stored in 16 bits (evaluation/scorefile.py), they give every reported category mean
-(filters, PTB tags of >= 100 tokens, domains; single files and the seed-averaged gaps) within 1e-4 nats of the
+"""The committed score files: stored in 16 bits (tokengap/evaluation/scorefile.py), they give every reported category
+mean (filters, PTB tags of >= 100 tokens, domains; single files and the seed-averaged gaps) within 1e-4 nats of the
 float32 losses they were made from (results/scores/float32_means.json, computed before the conversion)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.scorefile import Q_STEP, load_scores, save_scores
+from tokengap.evaluation.scorefile import Q_STEP, load_scores, save_scores
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -1,4 +1,4 @@
-"""Evaluation documents from the user's own text (evaluation/sources.py): every accepted form, domains, and the
+"""Evaluation documents from the user's own text (tokengap/evaluation/sources.py): every accepted form, domains, and the
 one-line refusals (naming the file and line)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evaluation.sources import SourceError, is_corpus, read_docs
+from tokengap.evaluation.sources import SourceError, is_corpus, read_docs
 
 
 def write(p, text):

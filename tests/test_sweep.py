@@ -5,14 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.sweep import BASELINE, CLIFF_BINS, SWEEP, distance_bins
+from tokengap.analysis.sweep import BASELINE, CLIFF_BINS, SWEEP, distance_bins
 
 
 # ---- configs ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("point", SWEEP, ids=lambda p: p.config)
 def test_sweep_configs_resolve_parameter_matched_with_the_declared_attention(point):
-    from models.__main__ import load
-    from models.config import count_params_formula
+    from tokengap.models.__main__ import load
+    from tokengap.models.config import count_params_formula
 
     cfg = load([f"model={point.config}", "size=small"])
     base = count_params_formula(load([f"model={BASELINE}", "size=small"]))["non_embedding"]
@@ -32,8 +32,8 @@ def test_sweep_configs_resolve_parameter_matched_with_the_declared_attention(poi
 def test_a_sweep_model_runs_forward_on_cpu():
     import torch
 
-    from models.__main__ import load
-    from models.lm import build_model
+    from tokengap.models.__main__ import load
+    from tokengap.models.lm import build_model
 
     cfg = load(["model=sweep_gdn_a2_first", "size=tiny", "model.n_layers=8"])
     lm = build_model(cfg, vocab_size=64).eval()
@@ -55,7 +55,7 @@ def test_distance_bins_are_inclusive_and_leave_out_novel_tokens():
 def test_copy_distance_of_a_hand_made_sequence():
     """A 4-gram planted at 10 and again 40 and 300 tokens later: the repeats' copy distance is to the most recent
     earlier occurrence, and they fall in the right bins."""
-    from analysis.categories.repetition import ngram_ids, repeats
+    from tokengap.analysis.categories.repetition import ngram_ids, repeats
 
     rng = np.random.default_rng(0)
     seq = rng.integers(100, 10_000, 400)  # distinct enough that no other 4-gram repeats
@@ -72,9 +72,9 @@ def test_sweep_recovers_a_planted_trend(synthetic_results, tmp_path):
     """Every sweep point's loss = the transformer's + 0.3 × max(0, 1 − 4 × attention share) on repeated 4-gram tokens
     − 0.05 on content words: the gap on repeated tokens is −0.3, −0.15, then 0 from 2 of 8 on; the content gain is
     flat (saturated)."""
-    from analysis.labels import read_labels
-    from analysis.sweep import run
-    from evaluation.scorefile import load_scores, save_scores
+    from tokengap.analysis.labels import read_labels
+    from tokengap.analysis.sweep import run
+    from tokengap.evaluation.scorefile import load_scores, save_scores
 
     import shutil
 
@@ -114,7 +114,7 @@ def test_sweep_recovers_a_planted_trend(synthetic_results, tmp_path):
 
 # ---- the planted-repeat probe ----------------------------------------------------------------------------------------
 def test_planted_generator_spans_gaps_and_a_single_copy():
-    from analysis.probes.planted import PlantedConfig, foreign_copies, generate
+    from tokengap.analysis.probes.planted import PlantedConfig, foreign_copies, generate
 
     counts = np.zeros(300)
     counts[1:40] = 1000  # a small, skewed vocabulary: chance repeats of the span's 4-grams must be redrawn
@@ -137,7 +137,7 @@ def test_planted_generator_spans_gaps_and_a_single_copy():
 def test_planted_scoring_aligns_inputs_and_targets_and_the_gain_is_first_minus_second():
     import torch
 
-    from analysis.probes.planted import PlantedConfig, generate, retrieval_gain, score_sequences
+    from tokengap.analysis.probes.planted import PlantedConfig, generate, retrieval_gain, score_sequences
 
     a = generate(np.ones(50), PlantedConfig(window=128, span=8, gaps=(8, 32), per_gap=4, seed=0))
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluation.evalset import EvalSet
-from models.config import ConfigError
-from train import checkpoint as ckpt
-from train.config import load_run_config
-from train.loop import NonFiniteLoss, Trainer
-from train.schedule import anneal_lr, lr_at
+from tokengap.evaluation.evalset import EvalSet
+from tokengap.models.config import ConfigError
+from tokengap.train import checkpoint as ckpt
+from tokengap.train.config import load_run_config
+from tokengap.train.loop import NonFiniteLoss, Trainer
+from tokengap.train.schedule import anneal_lr, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ("the cat dog sat on a mat and ran to big red blue house tree river (x) [y] {z} def return if else "
@@ -121,7 +121,7 @@ def test_resume_after_interruption_reproduces_the_loss_curve(corpus, tmp_path, m
 def test_resume_after_sigkill_reproduces_the_loss_curve(corpus, tmp_path):
     """Kill -9 a training process at an arbitrary moment, rerun the same command, compare with a clean run."""
     base = overrides(corpus, tmp_path / "clean", "train.max_tokens=6144", "train.checkpoint.interval=3")
-    cmd = lambda run_dir: [sys.executable, "-m", "train", *[o if not o.startswith("run_dir=") else f"run_dir={run_dir}"  # noqa
+    cmd = lambda run_dir: [sys.executable, "-m", "tokengap.train", *[o if not o.startswith("run_dir=") else f"run_dir={run_dir}"  # noqa
                                                            for o in base]]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(cmd(tmp_path / "clean"), check=True, cwd=REPO, env=env, capture_output=True)
@@ -276,7 +276,7 @@ def test_anneal_branch_is_evaluated_and_does_not_change_the_stable_run(corpus, t
     plain = {r["step"]: r["eval/all"] for r in evals if r["kind"] == "eval" and not r["annealed"]}
     assert 0 in plain and 8 in plain and 16 in plain
     # per-token losses at every annealed point (the two branches and the final decay), read back
-    from evaluation.scorefile import Scores, check_comparable, load_scores
+    from tokengap.evaluation.scorefile import Scores, check_comparable, load_scores
     files = sorted((tmp_path / "ann" / "scores").glob("annealed-step*.npz"))
     assert [f.name for f in files] == ["annealed-step0000006.npz", "annealed-step0000012.npz", "annealed-step0000024.npz"]
     for f, r in zip(files, annealed):
@@ -294,10 +294,10 @@ def test_anneal_branch_is_evaluated_and_does_not_change_the_stable_run(corpus, t
 def test_ddp_two_gloo_processes_match_one_process(corpus, tmp_path):
     args = overrides(corpus, tmp_path / "one", "train.max_tokens=1536", "train.eval.interval=0")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "train", *args], check=True, cwd=REPO, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "tokengap.train", *args], check=True, cwd=REPO, env=env, capture_output=True)
     two = [a if not a.startswith("run_dir=") else f"run_dir={tmp_path / 'two'}" for a in args]
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "train", *two], cwd=REPO, env=env, capture_output=True, text=True)
+                          "-m", "tokengap.train", *two], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     one, ddp = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
     assert [s for s, _ in one] == [s for s, _ in ddp] == list(range(1, 13))
@@ -311,9 +311,9 @@ def test_checkpoints_resume_across_world_sizes(corpus, tmp_path):
                      "train.checkpoint.interval=3")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     at = lambda d: [a if not a.startswith("run_dir=") else f"run_dir={d}" for a in args]  # noqa: E731
-    one_proc = lambda d: [sys.executable, "-m", "train", *at(d)]  # noqa: E731
+    one_proc = lambda d: [sys.executable, "-m", "tokengap.train", *at(d)]  # noqa: E731
     two_procs = lambda d: [sys.executable, "-m", "torch.distributed.run", "--standalone",  # noqa: E731
-                           "--nproc_per_node=2", "-m", "train", *at(d)]
+                           "--nproc_per_node=2", "-m", "tokengap.train", *at(d)]
     subprocess.run(one_proc(tmp_path / "one"), check=True, cwd=REPO, env=env, capture_output=True)
     full = train_losses(tmp_path / "one")
     for name, first, then in (("2to1", two_procs, one_proc), ("1to2", one_proc, two_procs)):

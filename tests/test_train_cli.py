@@ -1,5 +1,5 @@
-"""`python -m train` as a user meets it: one-line errors (exit 2, no run directory made) for bad values, run names
-that differ when the model differs, finished runs left alone, stale logs moved aside, --help and --dry-run."""
+"""`python -m tokengap.train` as a user meets it: one-line errors (exit 2, no run directory made) for bad values, run
+names that differ when the model differs, finished runs left alone, stale logs moved aside, --help and --dry-run."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from models.ours import make_ours
+from tokengap.models.ours import make_ours
 from tests.test_train import make_corpus, overrides
-from train.config import load_run_config
-from train.loop import Trainer, main
+from tokengap.train.config import load_run_config
+from tokengap.train.loop import Trainer, main
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The user's own evaluation text through the commands (issue: `python -m analysis label`, `score`, `pipeline` take
+"""The user's own evaluation text through the commands (issue: `python -m tokengap.analysis label`, `score`, `pipeline` take
 a folder of .txt files, a JSONL with a text field, or a saved Hugging Face dataset): the same numbers as the same
 documents given as a built corpus, domains from the user's field, and one-line refusals before any compute."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.__main__ import main as analysis
-from evaluation.scorefile import load_scores
+from tokengap.analysis.__main__ import main as analysis
+from tokengap.evaluation.scorefile import load_scores
 from tests.test_nothing_lost import corpus, made, refused  # noqa: F401  (fixtures)
 
 

@@ -1,5 +1,5 @@
-"""The word-level comparison of two tokenizations (analysis/words.py): a loss that adds up over characters gives
-the same word totals and a zero gap under any two tokenizers; a planted word-category effect is recovered; the
+"""The word-level comparison of two tokenizations (tokengap/analysis/words.py): a loss that adds up over characters
+gives the same word totals and a zero gap under any two tokenizers; a planted word-category effect is recovered; the
 CLI end to end on two tokenizers."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.words import compare_words, segment, token_words, word_losses
-from evaluation.evalset import EvalSet, TextTokenizer
+from tokengap.analysis.words import compare_words, segment, token_words, word_losses
+from tokengap.evaluation.evalset import EvalSet, TextTokenizer
 
 RNG = np.random.default_rng(0)
 LEX = "the a cat sat on mat (x) [y] {z} def return if else quickly river theory garden, said: she ran.".split()
@@ -103,8 +103,8 @@ def test_a_planted_word_effect_is_recovered_across_tokenizers(tmp_path):
 
 
 def test_words_cli_on_two_tokenizers(tmp_path, capsys):
-    from analysis.__main__ import main
-    from evaluation.scorefile import save_scores
+    from tokengap.analysis.__main__ import main
+    from tokengap.evaluation.scorefile import save_scores
     corpus = tmp_path / "corpus"
     (corpus / "docs").mkdir(parents=True)
     (corpus / "docs" / "eval.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs()))

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.__main__ import main as analysis
-from evaluation.evalset import EvalSet
-from evaluation.scorefile import load_scores, save_scores
+from tokengap.analysis.__main__ import main as analysis
+from tokengap.evaluation.evalset import EvalSet
+from tokengap.evaluation.scorefile import load_scores, save_scores
 from tests.test_train import make_corpus, overrides
-from train.config import load_run_config
-from train.loop import Trainer
+from tokengap.train.config import load_run_config
+from tokengap.train.loop import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_pipeline_beyond_a_better_model_needs_both_trajectories(runs, tmp_path):
     """Runs without an annealed point before their final one: the summary says so in one line and has no such
     column. With annealed score files in both run directories (written here as the training loop writes them:
     the final losses raised, as at an earlier point), it gains the progress-predicted gap and the residual."""
-    from analysis.progress import TOKENS
+    from tokengap.analysis.progress import TOKENS
 
     copies = {name: tmp_path / name for name in ("transformer", "hybrid")}
     for name, d in copies.items():
@@ -110,7 +110,7 @@ def test_pipeline_beyond_a_better_model_needs_both_trajectories(runs, tmp_path):
 
 
 def test_pipeline_trains_a_missing_zoo_run_after_labelling(corpus, tmp_path, runs, capsys, monkeypatch):
-    """zoo:MODEL trains the model first (a `python -m train` child, filtered evaluation on), then compares."""
+    """zoo:MODEL trains the model first (a `python -m tokengap.train` child, filtered evaluation on), then compares."""
     monkeypatch.chdir(tmp_path)  # the zoo run lands in ./runs of the working directory... of the repository
     out = tmp_path / "zoo_cmp"
     train_args = ("train.seq_len=32 train.batch_size=4 train.max_tokens=1024 train.eval.interval=4 "
@@ -146,7 +146,7 @@ def test_pipeline_refusals(runs, corpus, tmp_path, capsys):
 def test_viewer_pieces_colours_and_categories(corpus):
     import pandas as pd
 
-    from analysis.viewer import categories, pieces, token_color, viewer_data
+    from tokengap.analysis.viewer import categories, pieces, token_color, viewer_data
     ev = EvalSet.from_corpus(corpus)
     text = ev.docs[0]["text"]
     a, b = int(ev.doc_starts[0]), int(ev.doc_starts[1])
@@ -185,7 +185,7 @@ def test_viewer_in_headless_chromium(runs, tmp_path):
     test hook in the URL fragment)."""
     import subprocess
 
-    from analysis.viewer import token_color
+    from tokengap.analysis.viewer import token_color
     out = tmp_path / "cmp"
     assert analysis(["pipeline", "--a", str(runs["transformer"]), "--b", str(runs["hybrid"]), "--out", str(out),
                      "--n-boot", "20", "--device", "cpu", "--viewer-docs", "3"]) == 0
@@ -303,8 +303,8 @@ def test_a_tokenizer_resaved_by_transformers_is_the_same_tokenizer(corpus, tmp_p
     compare (the file hashes differ, the content hashes match); a different tokenizer is still refused."""
     from transformers import PreTrainedTokenizerFast
 
-    from evaluation.evalset import TextTokenizer
-    from evaluation.scorefile import Scores, check_comparable
+    from tokengap.evaluation.evalset import TextTokenizer
+    from tokengap.evaluation.scorefile import Scores, check_comparable
     fast = PreTrainedTokenizerFast(tokenizer_file=str(corpus / "tokenizer.json"), bos_token="<|endoftext|>",
                                    eos_token="<|endoftext|>")
     fast.save_pretrained(tmp_path / "hf")
