@@ -1,6 +1,6 @@
-"""The in-loop library (tokengap/analysis/inloop.py) and its Trainer callback (tokengap/analysis/hf_callback.py): the same numbers as
-our training loop's evaluation, tokenizers of every accepted kind, one-line refusals, and a real `Trainer` whose
-logged values equal a direct call and whose training the callback does not disturb."""
+"""The in-loop library (tokengap/analysis/inloop.py) and its Trainer callback (tokengap/analysis/hf_callback.py):
+the same numbers as our training loop's evaluation, tokenizers of every accepted kind, one-line refusals, and a real
+`Trainer` whose logged values equal a direct call and whose training the callback does not disturb."""
 from __future__ import annotations
 
 import json

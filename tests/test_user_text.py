@@ -1,6 +1,6 @@
-"""The user's own evaluation text through the commands (issue: `python -m tokengap.analysis label`, `score`, `pipeline` take
-a folder of .txt files, a JSONL with a text field, or a saved Hugging Face dataset): the same numbers as the same
-documents given as a built corpus, domains from the user's field, and one-line refusals before any compute."""
+"""The user's own evaluation text through the commands (`python -m tokengap.analysis label`, `score`, `pipeline`
+take a folder of .txt files, a JSONL with a text field, or a saved Hugging Face dataset): the same numbers as the
+same documents given as a built corpus, domains from the user's field, and one-line refusals before any compute."""
 from __future__ import annotations
 
 import json

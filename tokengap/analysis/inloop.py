@@ -7,11 +7,11 @@
 
 `build` tokenizes the text with the model's tokenizer (ours, any Hugging Face fast tokenizer, a `tokenizers` JSON
 file), labels every token with the category registry (spaCy, repetition, delimiters, ...) and keeps the boolean
-masks of the chosen filters (tokengap/analysis/categories/filters.py); the labels are cached under `cache_dir` by the eval
-set's hash and the context length. `evaluate` scores every token once in windows of `context_len`
-(tokengap/evaluation/scoring.py, as `python -m tokengap.analysis score` and our training loop do) and averages the per-token loss
-under each mask with the same function as our loop (`masked_means`), so the numbers are the loop's for the same
-model and masks. The Hugging Face Trainer callback: tokengap/analysis/hf_callback.py.
+masks of the chosen filters (tokengap/analysis/categories/filters.py); the labels are cached under `cache_dir` by
+the eval set's hash and the context length. `evaluate` scores every token once in windows of `context_len`
+(tokengap/evaluation/scoring.py, as `python -m tokengap.analysis score` and our training loop do) and averages the
+per-token loss under each mask with the same function as our loop (`masked_means`), so the numbers are the loop's
+for the same model and masks. The Hugging Face Trainer callback: tokengap/analysis/hf_callback.py.
 """
 from __future__ import annotations
 
@@ -199,8 +199,8 @@ class FilteredEval:
     @classmethod
     def from_files(cls, source: Union[str, Path], tokenizer, context_len: int = 1024, text_field: str = "text",
                    domain_field: Optional[str] = None, split: Optional[str] = None, **kw) -> "FilteredEval":
-        """Your own text (tokengap/evaluation/sources.py, docs/data.md): a folder of .txt files, a .jsonl file (or a folder
-        of them), or a Hugging Face dataset saved with save_to_disk; domains from `domain_field` or one per file.
+        """Your own text (tokengap/evaluation/sources.py, docs/data.md): a folder of .txt files, a .jsonl file (or a
+        folder of them), or a Hugging Face dataset saved with save_to_disk; domains from `domain_field` or one per file.
         Bad input is one line (SourceError) naming the file and line."""
         from tokengap.evaluation.sources import read_docs
 
@@ -208,7 +208,8 @@ class FilteredEval:
 
     @classmethod
     def from_corpus(cls, corpus_dir: Union[str, Path], context_len: int, **kw) -> "FilteredEval":
-        """The eval documents of a corpus built by `python -m tokengap.train.data build` (docs/eval.jsonl, its tokenizer)."""
+        """The eval documents of a corpus built by `python -m tokengap.train.data build` (docs/eval.jsonl, and its
+        tokenizer)."""
         from tokengap.evaluation.evalset import read_jsonl
 
         corpus_dir = Path(corpus_dir)

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output_dir, device_arg, eval_source, json_fields,
-                             positive_int)
+from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output_dir, device_arg, eval_source,
+                                      json_fields, positive_int)
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: runs/ of zoo sides, the cwd of their training
 CONF = Path(__file__).resolve().parents[1] / "conf"  # tokengap/conf (tokengap.models.config.CONF_DIR)

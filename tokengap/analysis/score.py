@@ -19,8 +19,8 @@ import torch
 
 from tokengap.evaluation.evalset import EvalSet, TextTokenizer
 from tokengap.evaluation.scorefile import code_version, save_scores
-from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output, device_arg, eval_source, npz_meta,
-                             positive_int)
+from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output, device_arg, eval_source,
+                                      npz_meta, positive_int)
 from tokengap.evaluation.scoring import HFScorer, ZooScorer, score
 
 HF_CONTEXT = 2048  # a Hugging Face model's default scoring context (its config rarely says what it trained at)

@@ -131,8 +131,8 @@ def _hf_docs(p: Path, text_field: str, domain_field: Optional[str], split: Optio
     try:
         ds = load_from_disk(str(p))
     except Exception as exc:
-        raise SourceError(f"{p}: not a readable saved dataset ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})") \
-            from None
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        raise SourceError(f"{p}: not a readable saved dataset ({why})") from None
     if isinstance(ds, DatasetDict):
         names = list(ds)
         pick = split or (names[0] if len(names) == 1 else next((s for s in ("validation", "test") if s in ds), None))
