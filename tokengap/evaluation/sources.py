@@ -169,5 +169,5 @@ def load_evalset(source: Union[str, Path], tokenizer=None, text_field: str = "te
     except SourceError as exc:
         raise SourceError(f"{flag} {exc}") from None
     if ev.n_tokens == 0:
-        raise SourceError(f"{flag} {source}: the text tokenizes to nothing")
+        raise SourceError(f"{flag} {source}: the eval set has no tokens (the text tokenizes to nothing)")
     return ev
