@@ -60,9 +60,16 @@ for ARCH in "${ARCHS[@]}"; do
   cp "runs/$RUN/probes.npz" "results/probes/$RUN.npz"
   cp "runs/$RUN/planted.npz" "results/probes/planted/$RUN.npz"
   cp "runs/$RUN/metrics.jsonl" "results/curves/$RUN.jsonl"
-  for f in runs/$RUN/scores/annealed-step*.npz; do
-    [ -f "$f" ] && cp "$f" "results/scores/annealed/$RUN-$(basename "$f" .npz | sed 's/annealed-//').npz"
-  done
+  # per-token losses at the annealed points: kept for the study trio only (claim 6 and the matched-loss view read
+  # them where every seed of an architecture has them; the Mamba2 trio's seeds 0 and 1 have none, the sweep does
+  # not use them), and never the final step's, which is the final score file again: results/ stays under 150 MB
+  FINAL=$($PY -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" "runs/$RUN/summary.json")
+  case " ${ANNEALED_ARCHS:-transformer_swa hybrid_gdn recurrent_gdn} " in *" $ARCH "*)
+    for f in runs/$RUN/scores/annealed-step*.npz; do
+      STEP=$(basename "$f" .npz | sed 's/annealed-step0*//')
+      [ -f "$f" ] && [ "$STEP" != "$FINAL" ] && cp "$f" "results/scores/annealed/$RUN-$(basename "$f" .npz | sed 's/annealed-//').npz"
+    done;;
+  esac
   cp "runs/$RUN/run.json" "runs/$RUN/summary.json" "runs/$RUN/config.yaml" "results/runs/$RUN/"
   # 6. what ran where: the GPU, the code, the date and the wall time of this run (over every call that resumed it)
   WALL=$(( SECONDS - T0 + $(cat "runs/$RUN/wall_s" 2>/dev/null || echo 0) ))
