@@ -4,6 +4,7 @@ the same numbers as our training loop's evaluation, tokenizers of every accepted
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +240,21 @@ def test_from_files_reads_the_users_jsonl(tmp_path, monkeypatch, masks):
 
 def synthetic_evalset_tokens(docs):
     return EvalSet.from_docs(docs, regex_tokenizer()).n_tokens
+
+
+@pytest.mark.slow
+def test_the_trainer_example_runs(tmp_path, capsys):
+    """examples/inloop_trainer.py (docs/library.md, README) on a small synthetic corpus: it must not rot."""
+    import importlib.util
+
+    from tests.test_train import make_corpus
+
+    corpus = make_corpus(tmp_path)
+    spec = importlib.util.spec_from_file_location("inloop_trainer", Path(__file__).parents[1] / "examples" /
+                                                  "inloop_trainer.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--corpus", str(corpus), "--steps", "4", "--every", "2", "--max-tokens", "3000",
+                         "--min-tokens", "1", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "step    2  all " in printed and "step    4  all " in printed and "filter/close_delim" in printed
