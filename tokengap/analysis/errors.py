@@ -86,8 +86,11 @@ def eval_source(text: str) -> str:
     return text
 
 
-def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    """The options that read the user's own evaluation text (tokengap/evaluation/sources.py)."""
+def add_source_arguments(p: argparse.ArgumentParser, required: bool = True, default_note: str = "") -> None:
+    """--eval and the options that read the user's own evaluation text (tokengap/evaluation/sources.py)."""
+    p.add_argument("--eval", required=required, default=None, type=eval_source,
+                   help=f"a built corpus directory{default_note}, or your own text: a folder of .txt files, a .jsonl "
+                        "file (or a folder of them), a saved Hugging Face dataset (docs/data.md)")
     p.add_argument("--text-field", default="text", help="your JSONL / dataset's text field (default: text)")
     p.add_argument("--domain-field", default=None,
                    help="your JSONL / dataset's domain field (default: one domain per file, else 'text')")

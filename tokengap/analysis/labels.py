@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tokengap.analysis.errors import AnalysisError, add_source_arguments, check_output, eval_source, positive_int
+from tokengap.analysis.errors import AnalysisError, add_source_arguments, check_output, positive_int
 
 from tokengap.analysis.categories import REGISTRY, DocView
 from tokengap.analysis.categories.pos import tagger_texts
@@ -225,12 +225,9 @@ def train_corpus(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eval", required=True, type=eval_source,
-                   help="a built corpus directory, or your own text: a folder of .txt files, a .jsonl file (or a "
-                        "folder of them), a saved Hugging Face dataset (docs/data.md)")
+    add_source_arguments(p)
     p.add_argument("--tokenizer", default=None, help="tokenizer.json or Hugging Face tokenizer name: the model's, for "
                    "your own text (a corpus uses its own)")
-    add_source_arguments(p)
     p.add_argument("--context", type=positive_int, default=2048,
                    help="context length T of the scoring windows (the models' own: compare refuses a mismatch)")
     p.add_argument("--out", default=None, help="labels file (default: the cache, build/labels/<eval>-T<context>.parquet)")

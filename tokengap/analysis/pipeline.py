@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output_dir, device_arg, eval_source,
+from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output_dir, device_arg,
                                       json_fields, positive_int)
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: runs/ of zoo sides, the cwd of their training
@@ -253,10 +253,7 @@ def progress_table(a: SideSpec, b: SideSpec, sa, sb, labels, lmeta: dict, gaps, 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, help="model A, the baseline: runs/NAME, a model directory, hf:ID, zoo:MODEL")
     p.add_argument("--b", required=True, help="model B (e.g. the hybrid), same forms")
-    p.add_argument("--eval", type=eval_source, default=None,
-                   help="a built corpus directory (default: the runs'), or your own text: a folder of .txt files, a "
-                        ".jsonl file (or a folder of them), a saved Hugging Face dataset (docs/data.md)")
-    add_source_arguments(p)
+    add_source_arguments(p, required=False, default_note=" (default: the runs')")
     p.add_argument("--out", required=True, help="output directory (never the committed results/)")
     p.add_argument("--context", type=positive_int, default=None,
                    help="score both at this context (default: the one they were trained with)")

@@ -19,7 +19,7 @@ import torch
 
 from tokengap.evaluation.evalset import EvalSet, TextTokenizer
 from tokengap.evaluation.scorefile import code_version, save_scores
-from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output, device_arg, eval_source,
+from tokengap.analysis.errors import (AnalysisError, add_source_arguments, check_output, device_arg,
                                       npz_meta, positive_int)
 from tokengap.evaluation.scoring import HFScorer, ZooScorer, score
 
@@ -34,12 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a tokengap model directory (config.json + model.safetensors)")
     src.add_argument("--hf", help="a Hugging Face causal LM name or path (its own tokenizer is used)")
-    p.add_argument("--eval", required=True, type=eval_source,
-                   help="a built corpus directory, or your own text: a folder of .txt files, a .jsonl file (or a "
-                        "folder of them), a saved Hugging Face dataset (docs/data.md)")
+    add_source_arguments(p)
     p.add_argument("--tokenizer", default=None, help="tokenizer.json for your own text scored by one of our models "
                    "(default: the model directory's; a Hugging Face model uses its own)")
-    add_source_arguments(p)
     p.add_argument("--out", required=True, help="score file to write (.npz)")
     p.add_argument("--name", default=None, help="label for the model in reports (default: from the path)")
     p.add_argument("--context", type=positive_int, default=None,
