@@ -4,7 +4,7 @@
     python examples/inloop_trainer.py --corpus build/corpus/tiny --steps 60 --every 20
 
 Evaluation text: the corpus's held-out documents (any texts work: docs/library.md); training data: windows of its
-train.bin. Runs on the CPU in about a minute; prints the logged `tokengap/...` values at each evaluation.
+train.bin. Runs on the CPU in about a minute; prints the logged `eval_tokengap/...` values at each evaluation.
 """
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     trainer.add_callback(FilteredLossCallback(trainer, fe, every_n_steps=a.every))
     trainer.train()
     for h in trainer.state.log_history:
-        if "tokengap/all" in h:
-            print(f"step {h['step']:4d}  " + "  ".join(f"{k.removeprefix('tokengap/')} {v:.3f}" for k, v in h.items()
-                                                     if k.startswith("tokengap/filter/") or k == "tokengap/all"))
+        if "eval_tokengap/all" in h:
+            print(f"step {h['step']:4d}  " + "  ".join(f"{k.removeprefix('eval_tokengap/')} {v:.3f}" for k, v in h.items()
+                                                     if k.startswith("eval_tokengap/filter/") or k.endswith("/all")))
     return 0
 
 

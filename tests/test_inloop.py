@@ -173,7 +173,7 @@ def test_build_labels_user_text_with_spacy(tmp_path):
 
 
 # ---- the Hugging Face Trainer callback --------------------------------------------------------------------------
-def _train(tmp_path, ev, masks, callback: str, steps: int = 4):
+def _train(tmp_path, ev, masks, callback: str, steps: int = 4, report_to=()):
     """A tiny random Llama (dropout on: a stolen random number would change the weights) trained `steps` steps
     on windows of the eval set's ids; callback: "ours", "none", or "greedy" (ours plus one torch.rand per call:
     the control that shows the comparison can fail)."""
@@ -189,7 +189,8 @@ def _train(tmp_path, ev, masks, callback: str, steps: int = 4):
     ids = torch.from_numpy(ev.tokens[: 32 * 24].astype(np.int64)).view(24, 32)
     data = [{"input_ids": r, "labels": r} for r in ids]
     args = TrainingArguments(output_dir=str(tmp_path / callback), max_steps=steps, per_device_train_batch_size=4,
-                             learning_rate=1e-2, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
+                             learning_rate=1e-2, logging_steps=1, report_to=list(report_to), save_strategy="no",
+                             use_cpu=True,
                              seed=0, data_seed=0, disable_tqdm=True, dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=data)
     fe = FilteredEval(ev, masks, CTX, min_filter_tokens=0)
@@ -209,11 +210,12 @@ def test_trainer_callback_logs_a_direct_call_and_disturbs_nothing(tmp_path, ev, 
     plain, _, _ = _train(tmp_path, ev, masks, "none")
     with_cb, fe, cb = _train(tmp_path, ev, masks, "ours")
     greedy, _, _ = _train(tmp_path, ev, masks, "greedy")
-    logged = [h for h in with_cb.state.log_history if "tokengap/all" in h]
+    logged = [h for h in with_cb.state.log_history if "eval_tokengap/all" in h]
     assert [h["step"] for h in logged] == [2, 4] == cb.logged_steps  # every 2 steps; the end's is step 4's
-    direct = fe.evaluate(with_cb.model, batch_size=4).flat()
+    direct = fe.evaluate(with_cb.model, batch_size=4).flat("eval_tokengap/")
     assert {k: logged[-1][k] for k in direct} == direct
-    assert set(logged[0]) >= {"tokengap/filter/content_novel", "tokengap/domain/python", "tokengap/eval_seconds"}
+    assert set(logged[0]) >= {"eval_tokengap/filter/content_novel", "eval_tokengap/domain/python",
+                              "eval_tokengap/eval_seconds"}
 
     def losses(t):
         return [h["loss"] for h in t.state.log_history if "loss" in h]
@@ -258,3 +260,21 @@ def test_the_trainer_example_runs(tmp_path, capsys):
                          "--min-tokens", "1", "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "step    2  all " in printed and "step    4  all " in printed and "filter/close_delim" in printed
+
+
+@pytest.mark.slow
+def test_trainer_callback_reaches_the_trainers_loggers(tmp_path, ev, masks):
+    """report_to=["tensorboard"]: the values land in TensorBoard's event files, as logged, under eval/tokengap/...
+    (the Trainer's integrations turn a leading "eval_" into "eval/")."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, fe, cb = _train(tmp_path, ev, masks, "ours", report_to=("tensorboard",))
+    logged = [h for h in trainer.state.log_history if "eval_tokengap/all" in h]
+    (events,) = {p.parent for p in tmp_path.rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"eval/tokengap/all", "eval/tokengap/filter/content_novel", "eval/tokengap/domain/books"} <= set(tags), tags
+    got = [(e.step, e.value) for e in acc.Scalars("eval/tokengap/all")]
+    assert [s for s, _ in got] == [h["step"] for h in logged] == [2, 4]
+    assert [v for _, v in got] == pytest.approx([h["eval_tokengap/all"] for h in logged], rel=1e-6)

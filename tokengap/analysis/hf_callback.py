@@ -8,8 +8,9 @@
 
 Every `every_n_steps` optimizer steps (and once at the end of training) it runs `fe.evaluate(model)` and logs
 the losses through `trainer.log`, so every logger `report_to` names (TensorBoard, W&B, ...) and
-`trainer.state.log_history` get them, under stable names: "tokengap/all", "tokengap/filter/<name>",
-"tokengap/domain/<domain>". The evaluation leaves the Trainer's random generators (CPU and CUDA), its data order
+`trainer.state.log_history` get them, under stable names: "eval_tokengap/all", "eval_tokengap/filter/<name>",
+"eval_tokengap/domain/<domain>" — which the Trainer's integrations show as "eval/tokengap/..." (they put a key that
+starts with "eval_" under eval/, any other under train/). The evaluation leaves the Trainer's random generators (CPU and CUDA), its data order
 and the model's train / eval mode as they were: a run with the callback trains the same weights as one without
 (tests/test_inloop.py checks both). In a multi-process run every process evaluates (the model may be sharded)
 and `trainer.log` reports from the main one.
@@ -28,7 +29,7 @@ class FilteredLossCallback(TrainerCallback):
     """Logs `fe.evaluate(model)` every `every_n_steps` steps and at the end (at_end) through `trainer.log`."""
 
     def __init__(self, trainer, fe: FilteredEval, every_n_steps: int = 500, at_end: bool = True,
-                 prefix: str = "tokengap/", dtype: Optional[torch.dtype] = None, batch_size: int = 8):
+                 prefix: str = "eval_tokengap/", dtype: Optional[torch.dtype] = None, batch_size: int = 8):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps: {every_n_steps} (at least 1)")
         self.trainer, self.fe, self.every, self.at_end = trainer, fe, every_n_steps, at_end
