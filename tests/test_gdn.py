@@ -311,6 +311,10 @@ def test_round_tf32_known_answers():
     r = round_tf32(y)
     assert bool(((r.view(torch.int32) & 0x1FFF) == 0).all())
     assert 2 ** -13 < float(((r - y).abs() / y.abs()).max()) <= 2 ** -11
+    t = round_tf32(x, truncate=True)  # toward zero: every tie and every remainder dropped
+    assert t.tolist() == [1.0, 1 + 2 ** -10, 1.0, 1.0, -1.0, float("inf")]
+    rt = round_tf32(y, truncate=True)
+    assert bool((rt.abs() <= y.abs()).all()) and float(((rt - y).abs() / y.abs()).max()) <= 2 ** -10
 
 
 def test_tf32_operands_cost_the_twin_a_tf32_sized_error():

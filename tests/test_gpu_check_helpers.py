@@ -82,3 +82,20 @@ def test_compare_to_floor_holds_each_gradient_to_its_floor(monkeypatch):
     gc.compare_to_floor("t", torch.float32, got(0.0, 0.006), ref, floor)   # b over TOL, its floor 0
     assert [r["ok"] for r in gc.rows] == [True, True, True, False, True, False]
     assert gc.rows[3]["what"] == "grad (worst vs its tol: a)" and gc.rows[3]["tol"] == pytest.approx(0.03)
+
+
+def test_gdn_fp32_probe_plumbing_on_cpu(monkeypatch):
+    """scripts/gdn_fp32_probe.py on the CPU with the twin standing in for fla (exact float32): every row and
+    measure present per seed; the twin's own errors at float32's level, the truncating floor's above the rounding
+    one's (truncation is biased)."""
+    import scripts.gdn_fp32_probe as probe
+    from tokengap.models.ops.gdn.reference import gdn_chunked_torch
+    real = probe.inputs
+    monkeypatch.setattr(probe, "inputs", lambda seed, device: real(seed, device, b=1, l=150, h=2, dk=16, dv=32))
+    rows = probe.probe(torch.device("cpu"), seeds=(0, 1), fla_fn=lambda *a: gdn_chunked_torch(*a))
+    assert set(rows) == {"(a) fla", "(b) fla on TF32-truncated q, k", "floor: twin, TF32 rounded to nearest",
+                         "floor: twin, TF32 truncated"}
+    assert all(len(v) == 2 for ms in rows.values() for v in ms.values())
+    assert max(rows["(a) fla"]["A_log grad"]) < 1e-4  # the stand-in is the float32 twin itself
+    near, trunc = rows["floor: twin, TF32 rounded to nearest"], rows["floor: twin, TF32 truncated"]
+    assert 1e-5 < max(near["dg"]) < 5e-3 and max(trunc["dg"]) > max(near["dg"])

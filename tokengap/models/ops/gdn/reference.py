@@ -29,28 +29,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _tf32(t: Tensor) -> Tensor:
+def _tf32(t: Tensor, truncate: bool = False) -> Tensor:
     i = t.view(torch.int32)
-    return torch.where(torch.isfinite(t), ((i + 0x1000) & ~0x1FFF).view(torch.float32), t)
+    return torch.where(torch.isfinite(t), ((i if truncate else i + 0x1000) & ~0x1FFF).view(torch.float32), t)
 
 
 class _RoundTF32(torch.autograd.Function):
     """Rounding whose backward rounds the incoming gradient too, as a cast to bfloat16 does under autograd."""
 
     @staticmethod
-    def forward(ctx, t):
-        return _tf32(t)
+    def forward(ctx, t, truncate):
+        ctx.truncate = truncate
+        return _tf32(t, truncate)
 
     @staticmethod
     def backward(ctx, g):
-        return _tf32(g.float())
+        return _tf32(g.float(), ctx.truncate), None
 
 
-def round_tf32(t: Tensor) -> Tensor:
-    """float32 t rounded to TF32 (8-bit exponent, 10-bit mantissa: the low 13 bits of the mantissa cleared, to
-    nearest, ties away from zero), as tensor cores read float32 operands; differentiable like a dtype cast (the
-    gradient is rounded the same way). Non-finite values are left alone."""
-    return _RoundTF32.apply(t.float())
+def round_tf32(t: Tensor, truncate: bool = False) -> Tensor:
+    """float32 t rounded to TF32 (8-bit exponent, 10-bit mantissa: the low 13 bits of the mantissa cleared): to
+    nearest, ties away from zero, or with truncate toward zero, as Hopper's wgmma reads float32 operands from memory
+    (PTX ISA: ".tf32 ... will truncate lower 13 bits"); differentiable like a dtype cast (the gradient is rounded
+    the same way). Non-finite values are left alone."""
+    return _RoundTF32.apply(t.float(), truncate)
 
 
 def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: Optional[float] = None,
@@ -64,14 +66,14 @@ def gdn_chunked_torch(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, 
     when q is float64. mm_dtype (e.g. bfloat16): round the operands of every matrix product to it, products summed
     in the compute dtype, as a tensor-core kernel on bf16 inputs does (its autograd rounds the gradients flowing
     through them too): the precision floor a bf16 kernel is read against (scripts/gpu_check.py), not a training
-    path. mm_dtype "tf32": operands rounded to TF32's 10-bit mantissa (`round_tf32`), the floor of a float32
-    kernel on tensor cores (fla's dots run in TF32)."""
+    path. mm_dtype "tf32" / "tf32-trunc": operands rounded to TF32's 10-bit mantissa to nearest / toward zero
+    (`round_tf32`), the floor of a float32 kernel on tensor cores (fla's dots run in TF32; Hopper truncates)."""
     b, l, h, dk = q.shape
     dv, out_dtype = v.shape[-1], q.dtype
     ct = torch.float64 if q.dtype == torch.float64 else torch.float32
     scale = dk ** -0.5 if scale is None else scale
     rnd = (lambda t: t) if mm_dtype is None else round_tf32 if mm_dtype == "tf32" else \
-        (lambda t: t.to(mm_dtype).to(ct))
+        (lambda t: round_tf32(t, truncate=True)) if mm_dtype == "tf32-trunc" else (lambda t: t.to(mm_dtype).to(ct))
     mm = torch.matmul if mm_dtype is None else (lambda a, b: rnd(a) @ rnd(b))
     C = chunk_size
     pad = (-l) % C
