@@ -182,7 +182,8 @@ class FilteredEval:
         """texts: strings, or mappings with "text" (and optional "domain", "id"); tokenizer: see as_tokenizer.
         docs_per_domain: the first that many documents of each domain; max_tokens: whole documents, in turn from
         each domain, up to that many tokens (a fast in-loop subset). Labels are computed once per eval set and
-        context length and cached under cache_dir (a spaCy pass: about a minute per 100k tokens on one CPU core)."""
+        context length and cached under cache_dir (measured on a 2-core CPU with spaCy's small English pipeline:
+        70,744 tokens in 2.8 s, the small corpus's 1,113,174 eval tokens in 41 s, tokenizing included)."""
         if context_len < 2:
             raise InLoopError(f"context_len: {context_len} (at least 2)")
         ev = EvalSet.from_docs(as_docs(texts, domain), as_tokenizer(tokenizer))
