@@ -64,6 +64,10 @@ def load_ledger(path: Path = LEDGER) -> dict:
     if not isinstance(led, dict) or not isinstance(led.get("planned"), list):
         raise CampaignError(f"{path}: expected a mapping with a 'planned' list")
     led["runs"] = led.get("runs") or {}
+    led["gdn_backward"] = led.get("gdn_backward") or {"status": "pending"}
+    if led["gdn_backward"].get("status") not in ("pending", "passed"):
+        raise CampaignError(f"{path}: gdn_backward.status: expected pending or passed, got "
+                            f"{led['gdn_backward'].get('status')!r}")
     for p in led["planned"]:
         split_run(p["run"])
     return led
@@ -72,9 +76,12 @@ def load_ledger(path: Path = LEDGER) -> dict:
 def save_ledger(led: dict, path: Path = LEDGER) -> None:
     head = ("# The run campaign (preset=small, scripts/reproduce_gpu.sh): every planned run in the order they run,\n"
             "# and for each that exists what it measured. `planned` is edited by hand; `runs` is written by\n"
-            "# `python -m scripts.campaign ingest` from the run's committed files (results/runs/<run>/).\n")
-    body = yaml.safe_dump({"planned": led["planned"], "runs": dict(sorted(led["runs"].items()))},
-                          sort_keys=False, width=120, default_flow_style=None)
+            "# `python -m scripts.campaign ingest` from the run's committed files (results/runs/<run>/).\n"
+            "# `gdn_backward` (edited by hand): `passed` once `python -m scripts.gpu_check --only gdn` passes every row on\n"
+            "# the GPU with its log committed; until then `next` skips every run with GDN layers (#27 section 1).\n")
+    body = yaml.safe_dump({"gdn_backward": led.get("gdn_backward") or {"status": "pending"}, "planned": led["planned"],
+                           "runs": dict(sorted(led["runs"].items()))}, sort_keys=False, width=120,
+                          default_flow_style=None)
     atomic_write_text(path, head + body)
 
 
@@ -169,12 +176,15 @@ def status(led: dict, head: str) -> str:
     """One line per planned run (and per earlier run the plan does not list): done with its entry, or missing;
     a run of another code version than `head` says so."""
     lines = []
-    todo = missing(led)
+    settled = (led.get("gdn_backward") or {}).get("status") == "passed"
+    waits = {r for r in missing(led) if not settled and uses_gdn(split_run(r)[0])}
+    todo = [r for r in missing(led) if r not in waits]
     names = [p["run"] for p in led["planned"]]
     for run in names + [r for r in led["runs"] if r not in names]:
         e = led["runs"].get(run)
         if e is None:
-            lines.append(f"{run:22} {'next' if run == todo[0] else 'missing'}")
+            lines.append(f"{run:22} " + ("missing, waits for the GDN backward check (ledger gdn_backward)"
+                                         if run in waits else "next" if todo and run == todo[0] else "missing"))
             continue
         code = e.get("code", "unknown")
         other = "" if code == head else f" (another code version than this checkout's {head})"
@@ -182,6 +192,13 @@ def status(led: dict, head: str) -> str:
                      f"wall {e.get('wall_s') or '?'} s, {e.get('train_tokens_per_s')} tok/s, "
                      f"eval loss {e.get('final_eval_loss')}")
     return "\n".join(lines)
+
+
+def uses_gdn(arch: str) -> bool:
+    """Whether the zoo model `arch` has Gated DeltaNet layers (its resolved layer pattern)."""
+    from tokengap.models.__main__ import load
+
+    return "gdn" in load([f"model={arch}", "size=small"]).layers()  # the campaign's size (preset=small)
 
 
 def run_next(led: dict, budget: float, only: list[str] | None = None, partial: bool = False,
@@ -194,7 +211,12 @@ def run_next(led: dict, budget: float, only: list[str] | None = None, partial: b
     start = time.monotonic()
     todo = missing(led, root / "runs", only)
     print(f"campaign: {len(todo)} planned run(s) to do: {' '.join(todo) or '-'}", flush=True)
+    gdn = led.get("gdn_backward") or {"status": "pending"}
     for run in todo:
+        if gdn.get("status") != "passed" and uses_gdn(split_run(run)[0]):
+            print(f"campaign: {run} skipped: the GDN backward is not settled on this GPU yet (ledger gdn_backward: "
+                  f"{gdn.get('status')}{'; ' + gdn['why'] if gdn.get('why') else ''})", flush=True)
+            continue
         left = budget - (time.monotonic() - start)
         need = estimate_s(led, run)
         if left < need and not partial:

@@ -14,9 +14,9 @@ from scripts.campaign import CampaignError
 HASH = "ab" * 32
 
 
-def _ledger(tmp_path, runs=None):
+def _ledger(tmp_path, runs=None, gdn="passed"):
     led = {"planned": [{"run": "transformer_swa-s0", "issue": 27}, {"run": "hybrid_gdn-s0", "issue": 27},
-                       {"run": "recurrent_gdn-s0", "issue": 27}], "runs": runs or {}}
+                       {"run": "recurrent_gdn-s0", "issue": 27}], "runs": runs or {}, "gdn_backward": {"status": gdn}}
     (tmp_path / "results").mkdir(exist_ok=True)
     path = tmp_path / "results" / "campaign.yaml"
     campaign.save_ledger(led, path)
@@ -132,3 +132,30 @@ def test_the_committed_ledger_plans_the_sixteen_runs_of_the_campaign():
     assert planned[:3] == ["transformer_swa-s0", "hybrid_gdn-s0", "recurrent_gdn-s0"]
     for run, e in led["runs"].items():  # every entry stands on committed files
         assert Path("results/runs", run, "summary.json").is_file() and Path("results/curves", f"{run}.jsonl").is_file(), run
+
+
+def test_next_skips_gdn_runs_until_the_gdn_backward_is_settled(tmp_path, monkeypatch, capsys):
+    """#27 section 1: no GDN run is trained before gpu_check passes; the runs without GDN layers go on meanwhile."""
+    monkeypatch.setenv("TOKENGAP_CODE_VERSION", "abc1234")
+    script = tmp_path / "fake.sh"
+    script.write_text('mkdir -p runs/$2-s$1; echo ok > runs/$2-s$1/done\n')
+    monkeypatch.setattr(campaign, "REPRODUCE", ["bash", str(script)])
+    monkeypatch.setattr(campaign, "DEFAULT_RUN_S", 0.0)
+    led = campaign.load_ledger(_ledger(tmp_path, gdn="pending"))
+    led["planned"].append({"run": "transformer-s2", "issue": 32})
+    assert campaign.run_next(led, budget=30, root=tmp_path) == 0
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["transformer-s2", "transformer_swa-s0"]
+    out = capsys.readouterr().out
+    assert "hybrid_gdn-s0 skipped: the GDN backward is not settled" in out and "recurrent_gdn-s0 skipped" in out
+    led["gdn_backward"] = {"status": "passed"}
+    assert campaign.run_next(led, budget=30, root=tmp_path) == 0
+    assert (runs / "hybrid_gdn-s0" / "packed").is_file() and (runs / "recurrent_gdn-s0" / "packed").is_file()
+    assert campaign.uses_gdn("sweep_gdn_a4") and not campaign.uses_gdn("hybrid")
+    saved = tmp_path / "results" / "again.yaml"
+    campaign.save_ledger(led, saved)
+    assert campaign.load_ledger(saved)["gdn_backward"] == {"status": "passed"}
+    led["gdn_backward"] = {"status": "maybe"}
+    campaign.save_ledger(led, saved)
+    with pytest.raises(CampaignError, match="gdn_backward.status: expected pending or passed, got 'maybe'"):
+        campaign.load_ledger(saved)
