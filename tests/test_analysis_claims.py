@@ -268,3 +268,35 @@ def test_one_seed_is_said_and_curve_rows_claim_no_interval(synthetic_results):
     assert content["lo"] < content["measured"] < content["hi"]  # documents still resampled
     md = to_markdown(rows, info)
     assert "**One seed of transformer, hybrid, recurrent:**" in md and "(one seed: see the pair's table)" in md
+
+
+def test_seed_spread_names_a_planted_seed_difference(results, tmp_path):
+    """seed 1 of the hybrid made 0.5 nats worse on Python identifiers only: that is its largest per-category seed
+    difference (0.5 plus the synthetic seeds' own noise of a few hundredths, the category's token count beside it);
+    per-seed overall losses as in the score files."""
+    import shutil
+
+    from tokengap.analysis import claims
+    from tokengap.analysis.labels import read_labels
+    from tokengap.evaluation.scorefile import load_scores, save_scores
+
+    res = tmp_path / "results"
+    shutil.copytree(results, res)
+    labels, _ = read_labels(res / "labels.parquet")
+    ident = (labels["py_lex"] == "identifier").to_numpy()
+    f = res / "scores" / "hybrid-s1.npz"
+    s = load_scores(f)
+    save_scores(f, s.loss + 0.5 * ident, s.correct, s.meta)
+    old = claims.SPREAD_MIN_TOKENS
+    claims.SPREAD_MIN_TOKENS = 1  # the synthetic set is small
+    try:
+        table = claims.seed_spread_table(res)
+    finally:
+        claims.SPREAD_MIN_TOKENS = old
+    row = next(r for r in table.splitlines() if r.startswith("| hybrid |"))
+    import re
+    m = re.search(r"\| py_identifier ([0-9.]+) \(n=([0-9,]+)\) \|$", row)
+    assert m and abs(float(m.group(1)) - 0.5) < 0.05 and m.group(2) == f"{int(ident.sum()):,}", row
+    means = [float(load_scores(res / "scores" / f"hybrid-s{k}.npz").loss.mean()) for k in (0, 1)]
+    assert f"s0 {means[0]:.4f}, s1 {means[1]:.4f}" in row and f"| {max(means) - min(means):.4f} |" in row
+    assert "py_identifier" not in next(r for r in table.splitlines() if r.startswith("| transformer |"))

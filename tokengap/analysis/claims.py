@@ -761,6 +761,47 @@ def runs_table(results: Path) -> str:
     return "\n".join(x for x in lines if x)
 
 
+SPREAD_MIN_TOKENS = 1000  # a category's seed spread over fewer tokens is mostly sampling noise: not ranked
+
+
+def seed_spread_table(results: Path) -> str:
+    """Per architecture: each seed's mean eval loss, the spread across seeds (max - min), and the category (filter
+    mask of labels.parquet, or domain) whose mean loss differs most between seeds: the seed variance a reader needs
+    to judge the intervals of the claims table. Categories under SPREAD_MIN_TOKENS tokens are not ranked."""
+    import re
+
+    from tokengap.analysis.categories.filters import filter_masks
+    from tokengap.analysis.labels import read_labels
+    from tokengap.evaluation.scorefile import load_scores
+
+    files: dict[str, dict[int, Path]] = {}
+    for f in sorted((results / "scores").glob("*-s*.npz")):
+        m = re.fullmatch(r"(.+)-s(\d+)", f.stem)
+        if m:
+            files.setdefault(m.group(1), {})[int(m.group(2))] = f
+    if not files:
+        return ""
+    labels, _ = read_labels(results / "labels.parquet")
+    masks = {k: v for k, v in filter_masks(labels).items() if k != "all"}
+    doms = labels["domain"].to_numpy()
+    masks.update({f"domain={d}": doms == d for d in sorted(set(doms))})
+    masks = {k: m for k, m in masks.items() if int(m.sum()) >= SPREAD_MIN_TOKENS}
+    lines = ["| architecture | seeds | eval loss per seed | spread | largest per-category seed difference |",
+             "|---|---|---|---|---|"]
+    for arch, seeds in files.items():
+        losses = {s: load_scores(f).loss for s, f in sorted(seeds.items())}
+        means = [float(x.mean()) for x in losses.values()]
+        per_seed = ", ".join(f"s{s} {v:.4f}" for s, v in zip(losses, means))
+        if len(losses) < 2:
+            lines.append(f"| {arch} | 1 | {per_seed} | — | — (one seed) |")
+            continue
+        spread = {k: float(np.ptp([x[m].mean() for x in losses.values()])) for k, m in masks.items()}
+        worst = max(spread, key=spread.get)
+        lines.append(f"| {arch} | {len(losses)} | {per_seed} | {max(means) - min(means):.4f} | {worst} "
+                     f"{spread[worst]:.4f} (n={int(masks[worst].sum()):,}) |")
+    return "\n".join(lines)
+
+
 def replace_block(text: str, name: str, body: str, path: Path) -> str:
     a, b = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if a not in text or b not in text:
@@ -798,6 +839,10 @@ def run(args: argparse.Namespace) -> int:
         md += "\n\n" + robustness_markdown(rows, robust, n_bad, n_docs, int(keep.sum()))
     atomic_write_text(results / "claims.md", md + "\n")
     runs = runs_table(results) if (results / "runs").is_dir() else ""
+    spread = seed_spread_table(results)
+    if runs and spread:
+        runs += ("\n\nSeed spread (final score files; categories: the filter masks and the domains with at least "
+                 f"{SPREAD_MIN_TOKENS:,} tokens):\n\n" + spread)
     if args.update:
         path = Path(args.update)
         text = replace_block(path.read_text(), "claims", md, path)
