@@ -66,36 +66,14 @@ def as_tokenizer(tokenizer) -> TextTokenizer:
         if p.suffix == ".json":
             return TextTokenizer.from_file(p)
         return TextTokenizer.from_hf(str(tokenizer))
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None or type(tokenizer).__name__ == "Tokenizer":
-        return _from_objects(tokenizer, backend or tokenizer)
+    if getattr(tokenizer, "backend_tokenizer", None) is not None:  # a transformers tokenizer object
+        return TextTokenizer.from_hf_tokenizer(tokenizer, getattr(tokenizer, "name_or_path", "") or
+                                               type(tokenizer).__name__)
+    if type(tokenizer).__name__ == "Tokenizer":  # tokenizers.Tokenizer: EOT as in our corpora, else a BOS / EOS
+        return TextTokenizer.from_tokenizers(tokenizer, "tokenizers.Tokenizer",
+                                             ("<|endoftext|>", "</s>", "<s>", "<eos>", "<bos>"))
     raise InLoopError(f"tokenizer: {type(tokenizer).__name__} is not a tokenizer (expected a tokenizer.json path, a "
                       "tokenizers.Tokenizer, a transformers fast tokenizer or its name)")
-
-
-def _from_objects(tok, backend) -> TextTokenizer:
-    """A TextTokenizer over a `tokenizers.Tokenizer` (backend) or a transformers fast tokenizer (tok)."""
-    from tokengap.evaluation.evalset import tokenizer_content_sha256
-
-    if tok is backend:  # tokenizers.Tokenizer: EOT by the name our corpora use, else a BOS / EOS-like token
-        eot = next((backend.token_to_id(t) for t in ("<|endoftext|>", "</s>", "<s>", "<eos>", "<bos>")
-                    if backend.token_to_id(t) is not None), None)
-
-        def encode_batch(texts):
-            return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
-    else:
-        if not getattr(tok, "is_fast", False):
-            raise InLoopError(f"tokenizer: {type(tok).__name__} is not a fast tokenizer (character offsets are needed)")
-        eot = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-
-        def encode_batch(texts):
-            enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-            return [(ids, [tuple(o) for o in offs]) for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]
-    if eot is None:
-        raise InLoopError("tokenizer: it has no <|endoftext|>, BOS or EOS token to start each context with")
-    text = backend.to_str()
-    return TextTokenizer(encode_batch, eot, hashlib.sha256(text.encode()).hexdigest(),
-                         getattr(tok, "name_or_path", "") or "tokenizers.Tokenizer", tokenizer_content_sha256(text))
 
 
 def as_docs(texts: Union[Iterable[str], Iterable[Mapping]], domain: str = "text") -> list[dict]:
@@ -134,13 +112,7 @@ def take_tokens(ev: EvalSet, max_tokens: int) -> tuple[EvalSet, np.ndarray]:
     if not keep:
         raise InLoopError(f"max_tokens={max_tokens}: every document is longer (the shortest has "
                           f"{int(lengths.min())} tokens)")
-    keep.sort()
-    idx = np.concatenate([np.arange(ev.doc_starts[i], ev.doc_starts[i + 1]) for i in keep]).astype(np.int64)
-    lengths = np.array([ev.doc_starts[i + 1] - ev.doc_starts[i] for i in keep], dtype=np.int64)
-    sub = EvalSet([ev.docs[i] for i in keep], ev.tokens[idx], np.repeat(np.arange(len(keep), dtype=np.int32), lengths),
-                  ev.offsets[idx], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), ev.eot_id,
-                  ev.tokenizer_sha256, ev.tokenizer_content_sha256)
-    return sub, idx
+    return ev.take_docs(sorted(keep))
 
 
 class FilteredEval:

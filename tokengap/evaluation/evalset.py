@@ -58,36 +58,48 @@ class TextTokenizer:
         path = Path(path)
         if not path.is_file():  # the tokenizers library's own error names no path
             raise FileNotFoundError(f"{path}: no such tokenizer file")
-        tok = Tokenizer.from_file(str(path))
-        eot = tok.token_to_id(eot_token)
+        return cls.from_tokenizers(Tokenizer.from_file(str(path)), str(path), (eot_token,),
+                                   hashlib.sha256(path.read_bytes()).hexdigest(), path.read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_tokenizers(cls, tok, name: str, eot_tokens=("<|endoftext|>",), sha256: Optional[str] = None,
+                        json_text: Optional[str] = None) -> "TextTokenizer":
+        """A `tokenizers.Tokenizer`; EOT: the first of `eot_tokens` it has. sha256 / json_text: of the file it came
+        from (default: of its serialisation)."""
+        eot = next((tok.token_to_id(t) for t in eot_tokens if tok.token_to_id(t) is not None), None)
         if eot is None:
-            raise ValueError(f"{path}: no {eot_token!r} token")
+            raise ValueError(f"{name}: no {' or '.join(repr(t) for t in eot_tokens)} token")
 
         def encode_batch(texts):
             return [(e.ids, e.offsets) for e in tok.encode_batch(texts, add_special_tokens=False)]
 
-        return cls(encode_batch, eot, hashlib.sha256(path.read_bytes()).hexdigest(), str(path),
-                   tokenizer_content_sha256(path.read_text(encoding="utf-8")))
+        json_text = tok.to_str() if json_text is None else json_text
+        return cls(encode_batch, eot, sha256 or hashlib.sha256(json_text.encode()).hexdigest(), name,
+                   tokenizer_content_sha256(json_text))
 
     @classmethod
     def from_hf(cls, name_or_path: str) -> "TextTokenizer":
-        """A transformers tokenizer (must be a fast tokenizer: offsets come from its Rust backend)."""
+        """A transformers tokenizer by name or path (see from_hf_tokenizer)."""
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(name_or_path)
-        if not tok.is_fast:
-            raise ValueError(f"{name_or_path}: a fast tokenizer is needed for character offsets")
+        return cls.from_hf_tokenizer(AutoTokenizer.from_pretrained(name_or_path), name_or_path)
+
+    @classmethod
+    def from_hf_tokenizer(cls, tok, name: str) -> "TextTokenizer":
+        """A transformers tokenizer object (must be a fast tokenizer: offsets come from its Rust backend); EOT: its
+        BOS, else its EOS."""
+        if not getattr(tok, "is_fast", False):
+            raise ValueError(f"{name}: a fast tokenizer is needed for character offsets")
         eot = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if eot is None:
-            raise ValueError(f"{name_or_path}: tokenizer has neither a BOS nor an EOS token to start contexts")
+            raise ValueError(f"{name}: tokenizer has neither a BOS nor an EOS token to start contexts")
 
         def encode_batch(texts):
             enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
             return [(ids, [tuple(o) for o in offs]) for ids, offs in zip(enc["input_ids"], enc["offset_mapping"])]
 
         text = tok.backend_tokenizer.to_str()
-        return cls(encode_batch, eot, hashlib.sha256(text.encode()).hexdigest(), name_or_path,
-                   tokenizer_content_sha256(text))
+        return cls(encode_batch, eot, hashlib.sha256(text.encode()).hexdigest(), name, tokenizer_content_sha256(text))
 
 
 def read_jsonl(path: Union[str, Path]) -> list[dict]:
@@ -213,6 +225,10 @@ class EvalSet:
             if seen.get(d["domain"], 0) < max_docs_per_domain:
                 seen[d["domain"]] = seen.get(d["domain"], 0) + 1
                 keep.append(i)
+        return self.take_docs(keep)
+
+    def take_docs(self, keep: Sequence[int]) -> tuple["EvalSet", np.ndarray]:
+        """The documents `keep` (indices, in order), whole, and the indices (into this set's tokens) of their tokens."""
         idx = np.concatenate([np.arange(self.doc_starts[i], self.doc_starts[i + 1]) for i in keep] or
                              [np.zeros(0, dtype=np.int64)]).astype(np.int64)
         lengths = np.array([self.doc_starts[i + 1] - self.doc_starts[i] for i in keep], dtype=np.int64)
